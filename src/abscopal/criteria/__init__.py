@@ -1,0 +1,1 @@
+"""Response criteria. The registry of whole-patient criteria arrives with the criteria engine."""
