@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist, squareform
-from skimage.measure import find_contours
+from skimage.measure import find_contours, marching_cubes
 
 from abscopal.geometry import require_same_frame
 from abscopal.model import LesionMask, Measurement, Volume
@@ -80,6 +80,43 @@ def measure_size(mask: LesionMask) -> LesionSize:
         diameter_short_mm=min(best[1], best[0]),
         slice_index=best[2],
     )
+
+
+def max_2d_diameter_mesh_mm(mask: LesionMask) -> float:
+    """pyradiomics' Maximum2DDiameterSlice: the largest distance between surface-mesh vertices
+    that share a slice coordinate.
+
+    A marching-cubes mesh of a binary mask has vertices on the slices (the 0.5 outline of each
+    slice) and half-way between slices (the voxel centres where two neighbouring slices differ).
+    pyradiomics compares both kinds, so its value can exceed the RECIST long axis measured on the
+    images; `measure_size` keeps to the slices, as a reader does.
+    """
+    row_mm, col_mm = mask.grid.spacing_mm[1], mask.grid.spacing_mm[2]
+    padded = np.pad(mask.mask, ((1, 1), (0, 0), (0, 0)))
+    best = 0.0
+    for k in range(padded.shape[0] - 1):
+        planes = []
+        if padded[k + 1].any() and k + 1 < padded.shape[0] - 1:
+            planes.append(_outline_mm(padded[k + 1], row_mm, col_mm))
+        changed = np.argwhere(padded[k] ^ padded[k + 1])
+        if len(changed):
+            planes.append(changed * np.array([row_mm, col_mm]))
+        for points in planes:
+            best = max(best, _axes_mm(points)[0])
+    return best
+
+
+def max_3d_diameter_mm(mask: LesionMask) -> float:
+    """Largest distance between surface-mesh vertices (pyradiomics' Maximum3DDiameter)."""
+    if mask.voxel_count == 0:
+        return 0.0
+    padded = np.pad(mask.mask.astype(float), 1)
+    vertices, *_ = marching_cubes(padded, level=0.5, spacing=mask.grid.spacing_mm)
+    try:
+        vertices = vertices[ConvexHull(vertices).vertices]
+    except QhullError:  # flat lesion: all vertices are candidates
+        pass
+    return float(pdist(vertices).max())
 
 
 def _outline_mm(section: NDArray[np.bool_], row_mm: float, col_mm: float) -> NDArray[np.float64]:

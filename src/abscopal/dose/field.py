@@ -146,12 +146,15 @@ def classify_y90(
     imaging_available: bool,
     dose_mean_gy: float | None,
     dose_max_gy: float | None = None,
+    unknown_reason: str = "the lesion has no mask on the post-treatment image's frame of reference",
     settings: FieldSettings | None = None,
 ) -> LesionField:
     """Rules Y1–Y3 for one lesion and one Y-90 treatment.
 
     "Covered by activity" means an LDM mean dose of at least `y90_activity_min_gy` from the
-    post-treatment image. A lesion with no mask on the image's frame passes `dose_mean_gy=None`.
+    post-treatment image. When the dose at the lesion is unknown (no mask on the image's frame, or
+    the lesion lies outside the imaged field of view) pass `dose_mean_gy=None` and say why in
+    `unknown_reason`: deposition is then not excluded (Y2).
     """
     s = settings or FieldSettings()
     common = {
@@ -165,7 +168,7 @@ def classify_y90(
         reason = "Y2: no post-treatment Y-90 PET or bremsstrahlung SPECT to exclude deposition"
         return LesionField(field=FieldStatus.UNCERTAIN, rule="Y2", reason=reason, **common)  # type: ignore[arg-type]
     if dose_mean_gy is None:
-        reason = "Y2: the lesion has no mask on the post-treatment image's frame of reference"
+        reason = f"Y2: {unknown_reason}"
         return LesionField(field=FieldStatus.UNCERTAIN, rule="Y2", reason=reason, **common)  # type: ignore[arg-type]
     covered = dose_mean_gy >= s.y90_activity_min_gy
     if covered and hepatic:

@@ -1,0 +1,1 @@
+"""The `abscopal` command line: one module per subcommand, heavy imports inside commands."""

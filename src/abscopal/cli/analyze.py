@@ -1,0 +1,28 @@
+"""`abscopal analyze PATIENT`: the full pipeline for one patient folder or manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from abscopal.cli._app import JsonFlag, app, emit
+
+PatientArg = Annotated[Path, typer.Argument(help="Patient folder (manifest.yaml + DICOM) or its manifest.")]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="Output folder (default: out/<patient folder name>).")
+]
+
+
+@app.command(help="Analyze one patient: lesions, dose, field status and the abscopal verdict.")
+def analyze(patient: PatientArg, out: OutOption = None, as_json: JsonFlag = False) -> None:
+    from abscopal.pipeline import run_patient
+
+    folder = patient.parent if patient.is_file() else patient
+    out_dir = out if out is not None else Path("out") / folder.resolve().name
+    result = run_patient(patient, out_dir)
+    verdict = result["abscopal"]
+    grade = f", grade {verdict['certainty']}" if verdict["certainty"] else ""
+    text = f"{verdict['status']}{grade}: {verdict['reasons'][0]}\nreport: {out_dir / 'report.html'}"
+    emit(result, as_json=as_json, text=text)
