@@ -96,9 +96,14 @@ def test_a2_grade_b_on_continued_immunotherapy() -> None:
 
 @pytest.mark.parametrize(
     ("drug_class", "outcome", "grade"),
-    [(DrugClass.TARGETED, Outcome.GRADED, Grade.C), (DrugClass.CHEMOTHERAPY, Outcome.NOT_ABSCOPAL, None)],
+    [
+        (DrugClass.TARGETED, Outcome.GRADED, Grade.C),
+        (DrugClass.CHEMOTHERAPY, Outcome.NOT_ABSCOPAL, None),
+    ],
 )
-def test_a3_new_systemic_therapy(drug_class: DrugClass, outcome: Outcome, grade: Grade | None) -> None:
+def test_a3_new_systemic_therapy(
+    drug_class: DrugClass, outcome: Outcome, grade: Grade | None
+) -> None:
     new = SystemicTherapy(agent="x", drug_class=drug_class, start_date=date(2024, 4, 1))
     ms = series(("2024-01-08", 28), ("2024-02-26", 32), ("2024-05-27", 21), ("2024-07-22", 19))
     f = assess_lesion(

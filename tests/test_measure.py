@@ -20,10 +20,18 @@ from abscopal.model import LesionMask, Volume
 from shared_data import shared_path
 
 
-def ellipsoid(semi_mm: tuple[float, float, float], spacing: tuple[float, float, float]) -> LesionMask:
+def ellipsoid(
+    semi_mm: tuple[float, float, float], spacing: tuple[float, float, float]
+) -> LesionMask:
     """Axis-aligned ellipsoid (semi-axes along slice, row, column), centred on a voxel."""
     shape = tuple(int(2 * np.ceil(a / s) + 5) for a, s in zip(semi_mm, spacing, strict=True))
-    grid = Grid(origin_mm=(0, 0, 0), spacing_mm=spacing, axes=AXIAL, shape=shape, frame_of_reference_uid="1.2.3")
+    grid = Grid(
+        origin_mm=(0, 0, 0),
+        spacing_mm=spacing,
+        axes=AXIAL,
+        shape=shape,
+        frame_of_reference_uid="1.2.3",
+    )
     idx = np.indices(shape).astype(float)
     centre = [(n - 1) / 2 for n in shape]
     r2 = sum(((idx[a] - centre[a]) * spacing[a] / semi_mm[a]) ** 2 for a in range(3))
@@ -41,7 +49,13 @@ def test_ellipsoid_diameters_and_volume() -> None:
 
 def test_rotated_lesion_short_axis_is_perpendicular() -> None:
     """A 30 × 12 mm ellipse rotated by 30° in-plane keeps its axes."""
-    grid = Grid(origin_mm=(0, 0, 0), spacing_mm=(5.0, 0.5, 0.5), axes=AXIAL, shape=(3, 90, 90), frame_of_reference_uid="1")
+    grid = Grid(
+        origin_mm=(0, 0, 0),
+        spacing_mm=(5.0, 0.5, 0.5),
+        axes=AXIAL,
+        shape=(3, 90, 90),
+        frame_of_reference_uid="1",
+    )
     j, i = np.indices((90, 90)) * 0.5 - 22.25
     c, s = np.cos(np.pi / 6), np.sin(np.pi / 6)
     u, v = c * i + s * j, -s * i + c * j
@@ -77,7 +91,13 @@ def _read_nrrd_mask(name: str) -> LesionMask:
     d = np.asarray(image.GetDirection()).reshape(3, 3)
     axes = tuple(tuple(float(x) for x in d[:, a]) for a in (2, 1, 0))
     sx, sy, sz = image.GetSpacing()
-    grid = Grid(origin_mm=image.GetOrigin(), spacing_mm=(sz, sy, sx), axes=axes, shape=array.shape, frame_of_reference_uid="nrrd")
+    grid = Grid(
+        origin_mm=image.GetOrigin(),
+        spacing_mm=(sz, sy, sx),
+        axes=axes,
+        shape=array.shape,
+        frame_of_reference_uid="nrrd",
+    )
     return LesionMask(lesion_id=name, mask=array, grid=grid)
 
 

@@ -22,7 +22,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object to
 
 @app.callback()
 def _configure(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")
+    ] = False,
 ) -> None:
     """Attach the only log handler (STYLE §10); warnings join the same stream."""
     logging.basicConfig(

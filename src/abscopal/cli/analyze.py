@@ -9,7 +9,9 @@ import typer
 
 from abscopal.cli._app import JsonFlag, app, emit
 
-PatientArg = Annotated[Path, typer.Argument(help="Patient folder (manifest.yaml + DICOM) or its manifest.")]
+PatientArg = Annotated[
+    Path, typer.Argument(help="Patient folder (manifest.yaml + DICOM) or its manifest.")
+]
 OutOption = Annotated[
     Path | None, typer.Option("--out", help="Output folder (default: out/<patient folder name>).")
 ]

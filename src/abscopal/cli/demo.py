@@ -26,7 +26,9 @@ def demo(
     console = Console(stderr=True)
     results, reports = [], []
     for index, scenario in enumerate(SCENARIOS):
-        folder = synthesize_patient(out / "patients", scenario=scenario, seed=DEMO_SEED, index=index)
+        folder = synthesize_patient(
+            out / "patients", scenario=scenario, seed=DEMO_SEED, index=index
+        )
         report_dir = out / "reports" / folder.name
         console.log(f"scenario {scenario}: analyzing {folder.name}")
         results.append(run_patient(folder, report_dir))

@@ -1,0 +1,132 @@
+"""Field rules F1–F5 and Y1–Y3 (CLINICAL.md §8.1) and dose sampling with explicit coverage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from abscopal.dose.ebrt import dose_in_mask
+from abscopal.dose.field import (
+    classify_ebrt,
+    classify_y90,
+    distance_to_ptv_mm,
+    min_distance_mm,
+    ptv_overlap_voxels,
+    worst,
+)
+from abscopal.geometry import AXIAL, Grid
+from abscopal.model import FieldStatus, LesionMask, Volume
+
+GRID = Grid(
+    origin_mm=(0, 0, 0),
+    spacing_mm=(2.0, 2.0, 2.0),
+    axes=AXIAL,
+    shape=(20, 20, 40),
+    frame_of_reference_uid="1.2",
+)
+
+
+def box_mask(lo: tuple[int, int, int], hi: tuple[int, int, int]) -> LesionMask:
+    sub = GRID.crop(lo, hi)
+    return LesionMask(lesion_id="L", mask=np.ones(sub.shape, bool), grid=sub)
+
+
+def ebrt(
+    dose: float | None,
+    *,
+    rx: float = 35.0,
+    overlap: int = 0,
+    fraction: float = 1.0,
+    distance: float = 150.0,
+) -> FieldStatus:
+    return classify_ebrt(
+        lesion_id="L",
+        therapy_id="RT",
+        prescription_gy=rx,
+        overlap_voxels=overlap,
+        fraction_in_grid=fraction,
+        dose_mean_gy=dose,
+        dose_max_gy=dose,
+        min_distance_to_ptv_mm=distance,
+    ).field
+
+
+def test_clinical_md_worked_example() -> None:
+    """Prescription 35 Gy: 18 → in_field, 17.4 and 1.0 → low_dose, 0.99 → out_of_field."""
+    assert [ebrt(d) for d in (18.0, 17.4, 1.0, 0.99)] == [
+        FieldStatus.IN_FIELD,
+        FieldStatus.LOW_DOSE,
+        FieldStatus.LOW_DOSE,
+        FieldStatus.OUT_OF_FIELD,
+    ]
+    above = classify_ebrt(
+        lesion_id="L",
+        therapy_id="RT",
+        prescription_gy=50.0,
+        overlap_voxels=0,
+        fraction_in_grid=1.0,
+        dose_mean_gy=22.0,
+        dose_max_gy=22.0,
+        min_distance_to_ptv_mm=30.0,
+    )
+    assert (above.field, above.flags) == (FieldStatus.LOW_DOSE, ("above_low_dose_range",))
+
+
+def test_exactly_half_the_prescription_is_in_field() -> None:
+    assert ebrt(17.5) is FieldStatus.IN_FIELD
+
+
+def test_partly_outside_the_grid_is_outside_grid_with_unknown_dose() -> None:
+    assert ebrt(None, fraction=0.4) is FieldStatus.OUTSIDE_GRID
+    assert ebrt(0.1, overlap=1, fraction=0.4) is FieldStatus.IN_FIELD  # F1 before F2
+
+
+def test_dose_in_mask_reports_coverage_not_the_in_grid_mean() -> None:
+    dose = Volume(array=np.full(GRID.shape, 3.0), grid=GRID, modality="RTDOSE", units="GY")
+    inside = dose_in_mask(dose, box_mask((2, 2, 2), (5, 5, 5)))
+    assert (inside.fraction_in_grid, inside.dose_mean_gy) == (1.0, pytest.approx(3.0))
+    straddling = GRID.crop((0, 0, 35), (4, 4, 45))  # columns 40–44 lie beyond the grid
+    mask = LesionMask(lesion_id="L", mask=np.ones(straddling.shape, bool), grid=straddling)
+    partial = dose_in_mask(dose, mask)
+    assert partial.fraction_in_grid == pytest.approx(0.5)
+    assert partial.dose_mean_gy is None
+    assert partial.dose_mean_in_grid_gy == pytest.approx(3.0)
+    assert partial.max_boundary_dose_gy == pytest.approx(3.0)
+
+
+def test_overlap_and_distance_to_ptv() -> None:
+    ptv = np.zeros(GRID.shape, bool)
+    ptv[5:10, 5:10, 5:10] = True
+    distance = distance_to_ptv_mm(ptv, GRID)
+    touching = box_mask((8, 8, 8), (12, 12, 12))
+    far = box_mask((5, 5, 30), (8, 8, 33))
+    assert ptv_overlap_voxels(touching, ptv, GRID) == 8
+    assert ptv_overlap_voxels(far, ptv, GRID) == 0
+    assert min_distance_mm(far, distance, GRID) == pytest.approx((30 - 9) * 2.0)
+
+
+def test_y90_rules() -> None:
+    def y90(organ: str, imaged: bool, dose: float | None) -> FieldStatus:
+        return classify_y90(
+            lesion_id="L", therapy_id="Y", organ=organ, imaging_available=imaged, dose_mean_gy=dose
+        ).field
+
+    assert y90("liver", True, 120.0) is FieldStatus.IN_FIELD  # Y1
+    assert y90("vertebra", True, 5.0) is FieldStatus.UNCERTAIN  # Y2: extrahepatic deposition
+    assert y90("vertebra", False, None) is FieldStatus.UNCERTAIN  # Y2: no imaging
+    assert y90("vertebra", True, 0.01) is FieldStatus.OUT_OF_FIELD  # Y3
+    assert y90("liver", True, 0.2) is FieldStatus.OUT_OF_FIELD  # Y3: untreated lobe
+
+
+def test_worst_status_of_several_courses() -> None:
+    make = lambda status: classify_ebrt(  # noqa: E731
+        lesion_id="L",
+        therapy_id=status,
+        prescription_gy=10.0,
+        overlap_voxels=0,
+        fraction_in_grid=1.0,
+        dose_mean_gy={"low": 2.0, "out": 0.1}[status],
+        dose_max_gy=None,
+        min_distance_to_ptv_mm=None,
+    )
+    assert worst([make("out"), make("low")]).field is FieldStatus.LOW_DOSE

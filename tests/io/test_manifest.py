@@ -1,0 +1,92 @@
+"""The manifest: a valid example, and errors that name the file, field and line."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from abscopal.errors import IngestError
+from abscopal.io.manifest import find_manifest, manifest_json_schema, read_manifest
+from abscopal.model import DrugClass, RadiationCourse, Radioembolization
+
+EXAMPLE = """\
+patient_id: P1
+primary_cancer: hcc
+local_therapies:
+  - type: radioembolization
+    therapy_id: Y90-1
+    date: 2024-02-12
+    activity_gbq: 2.5
+  - type: radiation
+    therapy_id: RT-1
+    start_date: 2024-05-01
+    end_date: 2024-05-05
+    prescription_gy: 20
+    fractions: 5
+systemic_therapies:
+  - agent: pembrolizumab
+    drug_class: immunotherapy
+    start_date: 2023-08-01
+lesions:
+  - lesion_id: B1
+    organ: vertebra
+    kind: lytic
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "manifest.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_example_becomes_a_patient(tmp_path: Path) -> None:
+    patient = read_manifest(write(tmp_path, EXAMPLE)).to_patient((date(2024, 1, 1),))
+    y90, rt = patient.timeline.local_therapies
+    assert isinstance(y90, Radioembolization) and y90.activity_bq == pytest.approx(2.5e9)
+    assert isinstance(rt, RadiationCourse) and (rt.t0, rt.t_end) == (
+        date(2024, 5, 1),
+        date(2024, 5, 5),
+    )
+    assert patient.timeline.systemic_therapies[0].drug_class is DrugClass.IMMUNOTHERAPY
+    assert patient.lesion("B1").kind.is_bone
+
+
+def test_misspelt_field_names_field_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, EXAMPLE.replace("prescription_gy: 20", "prescripton_gy: 20"))
+    with pytest.raises(IngestError) as err:
+        read_manifest(path)
+    text = str(err.value)
+    assert "manifest.yaml line 12: local_therapies.1.prescripton_gy: Extra inputs" in text
+    assert "local_therapies.1.prescription_gy: Field required" in text
+
+
+def test_missing_field_and_bad_vocabulary(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match=r"line 1: patient_id: Field required"):
+        read_manifest(write(tmp_path, EXAMPLE.replace("patient_id: P1\n", "")))
+    with pytest.raises(IngestError, match=r"line 16: systemic_therapies.0.drug_class"):
+        read_manifest(
+            write(tmp_path, EXAMPLE.replace("drug_class: immunotherapy", "drug_class: vaccine"))
+        )
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match="not valid YAML"):
+        read_manifest(write(tmp_path, "patient_id: [unclosed"))
+    with pytest.raises(IngestError, match="expected a mapping"):
+        read_manifest(write(tmp_path, "- a\n- b\n"))
+
+
+def test_folder_without_manifest(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match=r"no manifest.yaml in this folder"):
+        find_manifest(tmp_path)
+    with pytest.raises(IngestError, match="no such file or folder"):
+        find_manifest(tmp_path / "missing")
+
+
+def test_json_schema_is_exported() -> None:
+    schema = json.loads(manifest_json_schema())
+    assert "patient_id" in schema["required"]
