@@ -9,8 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PositronEmissionTomographyImageStorage
-from pydicom.uid import generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    PositronEmissionTomographyImageStorage,
+    generate_uid,
+)
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data"  # ../shared/data from the repo root
 

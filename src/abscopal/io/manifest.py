@@ -161,7 +161,9 @@ class Manifest(_Strict):
             )
             for s in self.systemic_therapies
         )
-        lesions = tuple(Lesion(lesion_id=x.lesion_id, organ=x.organ, kind=x.kind) for x in self.lesions)
+        lesions = tuple(
+            Lesion(lesion_id=x.lesion_id, organ=x.organ, kind=x.kind) for x in self.lesions
+        )
         timeline = Timeline(
             local_therapies=tuple(local), systemic_therapies=systemic, scan_dates=scan_dates
         )
