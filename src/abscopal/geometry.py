@@ -80,7 +80,8 @@ class Grid:
         """Continuous (k, j, i) indices of (..., 3) LPS points in mm."""
         pts = np.asarray(points_mm, dtype=float) - np.asarray(self.origin_mm)
         scaled = pts @ np.asarray(self.axes, dtype=float).T  # projections on each axis, mm
-        return scaled / np.asarray(self.spacing_mm)
+        index: NDArray[np.float64] = scaled / np.asarray(self.spacing_mm)
+        return index
 
     def crop(self, start: tuple[int, int, int], stop: tuple[int, int, int]) -> Grid:
         """The sub-grid of indices [start, stop) on every axis."""

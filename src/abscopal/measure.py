@@ -123,8 +123,9 @@ def _outline_mm(section: NDArray[np.bool_], row_mm: float, col_mm: float) -> NDA
     """Edge points of a 2D mask at the 0.5 iso-level, in mm (row, column)."""
     padded = np.pad(section.astype(float), 1)
     contours = find_contours(padded, 0.5)
-    points = np.concatenate(contours, axis=0) - 1.0
-    return points * np.array([row_mm, col_mm])
+    points: NDArray[np.float64] = np.concatenate(contours, axis=0) - 1.0
+    scaled: NDArray[np.float64] = points * np.array([row_mm, col_mm])
+    return scaled
 
 
 def _axes_mm(points: NDArray[np.float64]) -> tuple[float, float]:

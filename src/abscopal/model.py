@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from abscopal.geometry import Grid
 
 
+Day = date  # for annotations inside records that have a field named `date`
+
+
 class _Vocabulary(StrEnum):
     """A StrEnum whose error lists the accepted values."""
 
@@ -145,7 +148,9 @@ class Measurement:
             msg = f"diameter_short_mm must be in [0, diameter_long_mm={long_mm}], got {short_mm}"
             raise ValueError(msg)
         if self.voxel_count < 0 or not self.volume_ml >= 0.0:
-            msg = f"voxel_count and volume_ml must be >= 0, got {self.voxel_count}, {self.volume_ml}"
+            msg = (
+                f"voxel_count and volume_ml must be >= 0, got {self.voxel_count}, {self.volume_ml}"
+            )
             raise ValueError(msg)
         if self.sclerotic_fraction is not None and not 0.0 <= self.sclerotic_fraction <= 1.0:
             msg = f"sclerotic_fraction must be in [0, 1], got {self.sclerotic_fraction}"
@@ -224,12 +229,12 @@ class Radioembolization:
             raise ValueError(msg)
 
     @property
-    def t0(self) -> date:
+    def t0(self) -> Day:
         """Day of the treatment."""
         return self.date
 
     @property
-    def t_end(self) -> date:
+    def t_end(self) -> Day:
         """Day of the treatment."""
         return self.date
 

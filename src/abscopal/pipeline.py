@@ -66,7 +66,7 @@ LIBRARIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "SimpleIT
 class Settings:
     """Every option that can change a number; stored in provenance."""
 
-    field: FieldSettings = field(default_factory=FieldSettings)
+    field_rules: FieldSettings = field(default_factory=FieldSettings)
     abscopal: AbscopalSettings = field(default_factory=AbscopalSettings)
     y90: Y90DoseSettings = field(default_factory=Y90DoseSettings)
 
@@ -187,7 +187,7 @@ def _seg_target(file: Path, frame_uid: str | None, volumes: Mapping[str, Volume]
     from abscopal.io.seg import referenced_series_uid
 
     referenced = referenced_series_uid(file)
-    if referenced in volumes:
+    if referenced is not None and referenced in volumes:
         return referenced
     same_frame = [uid for uid, v in volumes.items() if v.grid.frame_of_reference_uid == frame_uid]
     if len(same_frame) == 1:
@@ -233,7 +233,8 @@ def _resolve(
     if len(found) != 1:
         msg = f"{folder}: expected one {modality} file for {what}, found {len(found)}; name it in the manifest"
         raise IngestError(msg)
-    return found[0]
+    only: Path = found[0]
+    return only
 
 
 def _load_radiation(
@@ -302,6 +303,12 @@ def _load_y90(folder: Path, entry: Any, series: Sequence[Any]) -> Y90Inputs:
         raise IngestError(msg)
     info = read_pet_info(pets[0].files)
     volume = load_series(pets[0])
+    if info.injection_datetime is None:
+        msg = (
+            f"{pets[0].files[0].name}: no RadiopharmaceuticalStartDateTime (0018,1078); the Y-90 "
+            "administration time is needed to decay-correct the activity"
+        )
+        raise IngestError(msg)
     factor = decay_factor_to(info, info.injection_datetime)
     activity = Volume(
         array=volume.array * factor,
@@ -438,7 +445,7 @@ def _ebrt_field(
         dose_mean_gy=dose.dose_mean_gy,
         dose_max_gy=dose.dose_max_gy,
         min_distance_to_ptv_mm=min_distance_mm(mask, distance, rt.ptv_grid),
-        settings=s.field,
+        settings=s.field_rules,
     )
 
 
@@ -462,7 +469,7 @@ def _y90_field(lesion: Lesion, y: Y90Inputs, inputs: PatientInputs, s: Settings)
         dose_mean_gy=dose_mean,
         dose_max_gy=dose_max,
         unknown_reason=unknown,
-        settings=s.field,
+        settings=s.field_rules,
     )
 
 
@@ -625,7 +632,7 @@ def key_images(analysis: PatientAnalysis, inputs: PatientInputs) -> list[Any]:
     """Baseline, best-response and last follow-up images of every lesion, for the report."""
     from abscopal.report.html import KeyImage
 
-    out = []
+    out: list[KeyImage] = []
     for lesion in analysis.patient.lesions:
         seen = [t for t in inputs.timepoints if lesion.lesion_id in t.masks]
         if not seen:

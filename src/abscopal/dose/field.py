@@ -29,7 +29,6 @@ _SEVERITY = (
     FieldStatus.LOW_DOSE,
     FieldStatus.OUT_OF_FIELD,
 )
-_EXTRAHEPATIC_ORGANS_ARE_NOT = frozenset({"liver"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,42 +99,41 @@ def classify_ebrt(
     """Rules F1–F5 for one lesion and one EBRT/SBRT course."""
     s = settings or FieldSettings()
     far = min_distance_to_ptv_mm is not None and min_distance_to_ptv_mm > s.strict_distance_mm
-    common = {
-        "lesion_id": lesion_id,
-        "therapy_id": therapy_id,
-        "dose_mean_gy": dose_mean_gy,
-        "dose_max_gy": dose_max_gy,
-        "fraction_in_grid": fraction_in_grid,
-        "overlap_voxels": overlap_voxels,
-        "min_distance_to_ptv_mm": min_distance_to_ptv_mm,
-    }
     distance = _distance_text(min_distance_to_ptv_mm)
-    if overlap_voxels >= s.ptv_overlap_min_voxels:
-        reason = f"F1: overlaps the PTV by {overlap_voxels} voxel(s)"
-        return LesionField(field=FieldStatus.IN_FIELD, rule="F1", reason=reason, **common)  # type: ignore[arg-type]
-    if fraction_in_grid < 1.0 or dose_mean_gy is None:
-        reason = (
-            f"F2: {100 * fraction_in_grid:.0f} % of the lesion lies in the dose grid; {distance}"
-        )
-        flags = ("dose_unknown", "strict_distance") if far else ("dose_unknown",)
+
+    def result(
+        status: FieldStatus, rule: str, reason: str, flags: tuple[str, ...] = ()
+    ) -> LesionField:
         return LesionField(
-            field=FieldStatus.OUTSIDE_GRID, rule="F2", reason=reason, flags=flags, **common
-        )  # type: ignore[arg-type]
+            lesion_id=lesion_id,
+            therapy_id=therapy_id,
+            field=status,
+            rule=rule,
+            reason=f"{rule}: {reason}",
+            dose_mean_gy=dose_mean_gy,
+            dose_max_gy=dose_max_gy,
+            fraction_in_grid=fraction_in_grid,
+            overlap_voxels=overlap_voxels,
+            min_distance_to_ptv_mm=min_distance_to_ptv_mm,
+            flags=flags,
+        )
+
+    if overlap_voxels >= s.ptv_overlap_min_voxels:
+        return result(FieldStatus.IN_FIELD, "F1", f"overlaps the PTV by {overlap_voxels} voxel(s)")
+    if fraction_in_grid < 1.0 or dose_mean_gy is None:
+        flags = ("dose_unknown", "strict_distance") if far else ("dose_unknown",)
+        share = f"{100 * fraction_in_grid:.0f} % of the lesion lies in the dose grid"
+        return result(FieldStatus.OUTSIDE_GRID, "F2", f"{share}; {distance}", flags)
     threshold = exact(prescription_gy) * exact(float(s.in_field_fraction))
     if at_least_fraction(dose_mean_gy, s.in_field_fraction, prescription_gy):
-        reason = f"F3: Dmean {dose_mean_gy:.2f} Gy ≥ {threshold} Gy ({s.in_field_fraction} × prescription)"
-        return LesionField(field=FieldStatus.IN_FIELD, rule="F3", reason=reason, **common)  # type: ignore[arg-type]
+        why = f"Dmean {dose_mean_gy:.2f} Gy ≥ {threshold} Gy ({s.in_field_fraction} × prescription)"
+        return result(FieldStatus.IN_FIELD, "F3", why)
     if exact(dose_mean_gy) >= exact(s.low_dose_min_gy):
-        flags = ("above_low_dose_range",) if dose_mean_gy > s.low_dose_max_gy else ()
-        reason = f"F4: {s.low_dose_min_gy} Gy ≤ Dmean {dose_mean_gy:.2f} Gy < {threshold} Gy"
-        return LesionField(
-            field=FieldStatus.LOW_DOSE, rule="F4", reason=reason, flags=flags, **common
-        )  # type: ignore[arg-type]
-    reason = f"F5: Dmean {dose_mean_gy:.2f} Gy < {s.low_dose_min_gy} Gy; {distance}"
-    flags = ("strict_distance",) if far else ()
-    return LesionField(
-        field=FieldStatus.OUT_OF_FIELD, rule="F5", reason=reason, flags=flags, **common
-    )  # type: ignore[arg-type]
+        above = ("above_low_dose_range",) if dose_mean_gy > s.low_dose_max_gy else ()
+        why = f"{s.low_dose_min_gy} Gy ≤ Dmean {dose_mean_gy:.2f} Gy < {threshold} Gy"
+        return result(FieldStatus.LOW_DOSE, "F4", why, above)
+    why = f"Dmean {dose_mean_gy:.2f} Gy < {s.low_dose_min_gy} Gy; {distance}"
+    return result(FieldStatus.OUT_OF_FIELD, "F5", why, ("strict_distance",) if far else ())
 
 
 def classify_y90(
@@ -157,32 +155,32 @@ def classify_y90(
     `unknown_reason`: deposition is then not excluded (Y2).
     """
     s = settings or FieldSettings()
-    common = {
-        "lesion_id": lesion_id,
-        "therapy_id": therapy_id,
-        "dose_mean_gy": dose_mean_gy,
-        "dose_max_gy": dose_max_gy,
-    }
-    hepatic = organ.lower() in _EXTRAHEPATIC_ORGANS_ARE_NOT
+
+    def result(status: FieldStatus, rule: str, reason: str) -> LesionField:
+        return LesionField(
+            lesion_id=lesion_id,
+            therapy_id=therapy_id,
+            field=status,
+            rule=rule,
+            reason=f"{rule}: {reason}",
+            dose_mean_gy=dose_mean_gy,
+            dose_max_gy=dose_max_gy,
+        )
+
+    hepatic = organ.lower() == "liver"
     if not imaging_available:
-        reason = "Y2: no post-treatment Y-90 PET or bremsstrahlung SPECT to exclude deposition"
-        return LesionField(field=FieldStatus.UNCERTAIN, rule="Y2", reason=reason, **common)  # type: ignore[arg-type]
+        why = "no post-treatment Y-90 PET or bremsstrahlung SPECT to exclude deposition"
+        return result(FieldStatus.UNCERTAIN, "Y2", why)
     if dose_mean_gy is None:
-        reason = f"Y2: {unknown_reason}"
-        return LesionField(field=FieldStatus.UNCERTAIN, rule="Y2", reason=reason, **common)  # type: ignore[arg-type]
-    covered = dose_mean_gy >= s.y90_activity_min_gy
-    if covered and hepatic:
-        reason = f"Y1: covered by Y-90 activity (LDM Dmean {dose_mean_gy:.1f} Gy)"
-        return LesionField(field=FieldStatus.IN_FIELD, rule="Y1", reason=reason, **common)  # type: ignore[arg-type]
-    if covered:
-        reason = f"Y2: extrahepatic activity at the lesion (LDM Dmean {dose_mean_gy:.1f} Gy)"
-        return LesionField(field=FieldStatus.UNCERTAIN, rule="Y2", reason=reason, **common)  # type: ignore[arg-type]
+        return result(FieldStatus.UNCERTAIN, "Y2", unknown_reason)
+    ldm = f"LDM Dmean {dose_mean_gy:.2f} Gy"
+    if dose_mean_gy >= s.y90_activity_min_gy:
+        if hepatic:
+            return result(FieldStatus.IN_FIELD, "Y1", f"covered by Y-90 activity ({ldm})")
+        return result(FieldStatus.UNCERTAIN, "Y2", f"extrahepatic activity at the lesion ({ldm})")
     where = "in an untreated liver territory" if hepatic else "extrahepatic"
-    reason = (
-        f"Y3: {where}, no activity at the lesion on post-treatment imaging "
-        f"(LDM Dmean {dose_mean_gy:.2f} Gy < {s.y90_activity_min_gy} Gy)"
-    )
-    return LesionField(field=FieldStatus.OUT_OF_FIELD, rule="Y3", reason=reason, **common)  # type: ignore[arg-type]
+    why = f"{where}, no activity at the lesion on post-treatment imaging ({ldm} < {s.y90_activity_min_gy} Gy)"
+    return result(FieldStatus.OUT_OF_FIELD, "Y3", why)
 
 
 def worst(fields: Sequence[LesionField]) -> LesionField:

@@ -126,6 +126,12 @@ def read_seg(
     )
 
 
+def referenced_series_uid(path: Path) -> str | None:
+    """The SeriesInstanceUID a SEG was drawn on (ReferencedSeriesSequence), headers only."""
+    refs = read_dataset(path, stop_before_pixels=True).get("ReferencedSeriesSequence", [])
+    return str(refs[0].SeriesInstanceUID) if refs else None
+
+
 def _target(
     frames: _Frames,
     plane: tuple[int, ...],

@@ -477,7 +477,7 @@ def key_image_png(
     )
     if outline is not None:
         padded = np.pad(outline, 1).astype(float)  # closes contours that touch the crop's edge
-        for contour in find_contours(padded, 0.5):  # type: ignore[no-untyped-call]  # skimage
+        for contour in find_contours(padded, 0.5):
             ax.plot(contour[:, 1] - 1, contour[:, 0] - 1, color=colour, linewidth=1.4)
     bar_px = 10.0 / grid.spacing_mm[2]  # a 10 mm scale bar, bottom left
     x0, y0 = 0.04 * pixels.shape[1], 0.94 * pixels.shape[0]
