@@ -70,7 +70,9 @@ def test_a1_grade_a() -> None:
         stop_date=date(2023, 6, 30),
     )
     ms = series(("2023-11-13", 27), ("2024-01-22", 30), ("2024-04-22", 19), ("2024-06-17", 17))
-    f = assess_lesion(RIB, ms, lesion_field, course("2024-02-05", "2024-02-09", 20, 5), [stopped])
+    f = assess_lesion(
+        RIB, ms, lesion_field, course("2024-02-05", "2024-02-09", 20, 5), systemic=[stopped]
+    )
     assert f.grade is Grade.A
     assert f.t1 == date(2024, 4, 22)
     assert f.t2 == date(2024, 6, 17)
@@ -87,7 +89,11 @@ def test_a2_grade_b_on_continued_immunotherapy() -> None:
     )
     ms = series(("2023-11-20", 24), ("2024-01-15", 26), ("2024-04-15", 17), ("2024-06-10", 16))
     f = assess_lesion(
-        RIB, ms, ebrt_field(0.6, 140.0, rx=24), course("2024-01-29", "2024-02-02", 24, 3), [pembro]
+        RIB,
+        ms,
+        ebrt_field(0.6, 140.0, rx=24),
+        course("2024-01-29", "2024-02-02", 24, 3),
+        systemic=[pembro],
     )
     assert f.grade is Grade.B
     assert "possible_pseudoprogression" in f.flags
@@ -107,7 +113,11 @@ def test_a3_new_systemic_therapy(
     new = SystemicTherapy(agent="x", drug_class=drug_class, start_date=date(2024, 4, 1))
     ms = series(("2024-01-08", 28), ("2024-02-26", 32), ("2024-05-27", 21), ("2024-07-22", 19))
     f = assess_lesion(
-        RIB, ms, ebrt_field(0.4, 120.0, rx=30), course("2024-03-04", "2024-03-15", 30, 10), [new]
+        RIB,
+        ms,
+        ebrt_field(0.4, 120.0, rx=30),
+        course("2024-03-04", "2024-03-15", 30, 10),
+        systemic=[new],
     )
     assert (f.outcome, f.grade) == (outcome, grade)
     expected_status = "indeterminate" if grade else "not_abscopal"
@@ -142,7 +152,7 @@ def test_a5_y90(imaged: bool, grade: Grade) -> None:
         stop_date=date(2023, 10, 15),
     )
     ms = series(("2023-11-20", 35), ("2024-02-05", 38), ("2024-05-13", 25), ("2024-07-08", 24))
-    f = assess_lesion(RIB, ms, lesion_field, therapy, [sorafenib])
+    f = assess_lesion(RIB, ms, lesion_field, therapy, systemic=[sorafenib])
     assert f.grade is grade
     assert f.pct_change == pytest.approx(-34.2, abs=0.05)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING
 
 from abscopal.criteria._base import at_least_fraction, at_most_fraction, exact
@@ -157,24 +158,38 @@ def _sclerosis_sign(m: Measurement, b: Measurement, s: AbscopalSettings) -> bool
     return rise >= s.sclerosis_increase and m.sclerotic_fraction >= s.sclerosis_min
 
 
-def assess_lesion(
+@dataclass(slots=True)
+class _Response:
+    """What the follow-up scans show against b(ℓ) (§8.2)."""
+
+    t1: Measurement | None = None
+    metric: str | None = None
+    early: bool = False
+    best_pct: float = 0.0
+    progression: list[date] = field(default_factory=list)
+    conflicts: list[date] = field(default_factory=list)
+
+
+def assess_lesion(  # noqa: PLR0911, PLR0912, PLR0915  (the rules of §8.3–§8.5, one guard each, in order)
     lesion: Lesion,
     measurements: Sequence[Measurement],
     lesion_field: LesionField,
     therapy: LocalTherapy,
+    *,
     systemic: Sequence[SystemicTherapy] = (),
     settings: AbscopalSettings | None = None,
 ) -> LesionFinding:
     """§8.2–§8.5 for one lesion and one local therapy."""
     s = settings or AbscopalSettings()
-    base = {
-        "lesion_id": lesion.lesion_id,
-        "therapy_id": therapy.therapy_id,
-        "field": lesion_field.field,
-    }
+    make = partial(
+        LesionFinding,
+        lesion_id=lesion.lesion_id,
+        therapy_id=therapy.therapy_id,
+        field=lesion_field.field,
+    )
     if lesion_field.field is FieldStatus.IN_FIELD:
         reason = f"G1: in_field for {therapy.therapy_id} ({lesion_field.reason})"
-        return LesionFinding(outcome=Outcome.IN_FIELD, reasons=(reason,), **base)  # type: ignore[arg-type]
+        return make(outcome=Outcome.IN_FIELD, reasons=(reason,))
     series = sorted(measurements, key=lambda m: m.date)
     t0, t_end = therapy.t0, therapy.t_end
     pre = [m for m in series if m.date < t0 and m.present]
@@ -182,94 +197,52 @@ def assess_lesion(
         reason = (
             f"G0 not_evaluable: no_recent_baseline (none ≤ {s.baseline_max_days} d before t0 {t0})"
         )
-        return LesionFinding(outcome=Outcome.NOT_EVALUABLE, reasons=(reason,), **base)  # type: ignore[arg-type]
+        return make(outcome=Outcome.NOT_EVALUABLE, reasons=(lesion_field.reason, reason))
     b = pre[-1]
-    reasons = [
-        f"{lesion_field.rule}: {lesion_field.reason}",
-        f"b(ℓ) {b.date}: LD {b.diameter_long_mm:.1f} mm",
-    ]
-    flags = list(lesion_field.flags)
-    caps = _Caps()
-    window_start = t_end + timedelta(days=s.window_start_months * DAYS_PER_MONTH)
-    window_end = t_end + timedelta(days=s.window_end_months * DAYS_PER_MONTH)
+    reasons = [lesion_field.reason, f"b(ℓ) {b.date}: LD {b.diameter_long_mm:.1f} mm"]
+    window = (
+        t_end + timedelta(days=s.window_start_months * DAYS_PER_MONTH),
+        t_end + timedelta(days=s.window_end_months * DAYS_PER_MONTH),
+    )
     after = [m for m in series if m.date > t_end]
-    in_window = [m for m in after if window_start <= m.date <= window_end]
-    if not in_window:
-        reason = f"G0 not_evaluable: no follow-up between {window_start} and {window_end} (§8.3)"
-        return LesionFinding(outcome=Outcome.NOT_EVALUABLE, reasons=(*reasons, reason), **base)  # type: ignore[arg-type]
-
-    # Trend before treatment (§8.3).
-    if len(pre) >= 2:
+    if not any(window[0] <= m.date <= window[1] for m in after):
+        reason = f"G0 not_evaluable: no follow-up between {window[0]} and {window[1]} (§8.3)"
+        return make(outcome=Outcome.NOT_EVALUABLE, reasons=(*reasons, reason))
+    caps = _Caps()
+    growing = False
+    if len(pre) >= 2:  # trend before treatment (§8.3)
         prev = pre[-2]
         if _responds(b, prev, s):
             reason = f"G1 not_abscopal: response_precedes_therapy ({prev.date} → {b.date})"
-            return LesionFinding(outcome=Outcome.NOT_ABSCOPAL, reasons=(*reasons, reason), **base)  # type: ignore[arg-type]
+            return make(outcome=Outcome.NOT_ABSCOPAL, reasons=(*reasons, reason))
         growing = b.diameter_long_mm > prev.diameter_long_mm
         reasons.append(
             f"§8.3 trend before treatment: {'growing' if growing else 'stable'} since {prev.date}"
         )
     else:
         caps.add(Grade.B, "G3: only one pre-treatment measurement; trend unknown (§8.3)")
-        growing = False
-
-    quantitative = b.diameter_long_mm >= s.min_baseline_ld_mm
-    nadir = b.diameter_long_mm
-    best = 0.0
-    t1_m: Measurement | None = None
-    metric: str | None = None
-    early = False
-    progression: list[date] = []
-    for m in after:
-        change = pct_change(m.diameter_long_mm, b.diameter_long_mm)
-        best = min(best, change)
-        ld_response = quantitative and _responds(m, b, s)
-        sclerosis = lesion.kind in {LesionKind.LYTIC, LesionKind.MIXED} and _sclerosis_sign(m, b, s)
-        if m.present and _progresses(m, nadir, s):
-            progression.append(m.date)
-            if sclerosis:
-                flags.append("metric_conflict")
-                caps.add(Grade.C, f"G2: metric_conflict on {m.date}: LD progression with sclerosis")
-        nadir = min(nadir, m.diameter_long_mm)
-        if m.date < window_start:
-            early = early or ld_response or sclerosis
-            continue
-        if m.date > window_end or t1_m is not None:
-            continue
-        if ld_response:
-            t1_m, metric = m, "diameter_long_mm"
-        elif sclerosis:
-            t1_m, metric = m, "mda_sclerosis"
-        elif early:
-            early = False  # the early response did not persist into the window
-
-    if t1_m is None:
-        what = "outside_window" if early else "no_response"
-        outcome = Outcome.OUTSIDE_WINDOW if early else Outcome.NO_RESPONSE
-        detail = f"best LD change {best:+.1f} %"
-        if progression:
-            detail += f"; progression (≥ +20 % and ≥ +5 mm against the nadir) on {progression[0]}"
-        reason = f"G0 {what}: {detail} (§8.2)"
-        return LesionFinding(
-            outcome=outcome,
-            best_pct_change=best,
-            reasons=(*reasons, reason),
-            flags=tuple(flags),
-            **base,  # type: ignore[arg-type]
+    flags = list(lesion_field.flags)
+    response = _scan_follow_ups(lesion, b, after, window, s)
+    for day in response.conflicts:
+        flags.append("metric_conflict")
+        caps.add(Grade.C, f"G2: metric_conflict on {day}: LD progression with sclerosis")
+    if response.t1 is None:
+        what = "outside_window" if response.early else "no_response"
+        detail = f"best LD change {response.best_pct:+.1f} %"
+        if response.progression:
+            detail += f"; progression (≥ +20 % and ≥ +5 mm against the nadir) on {response.progression[0]}"
+        return make(
+            outcome=Outcome.OUTSIDE_WINDOW if response.early else Outcome.NO_RESPONSE,
+            best_pct_change=response.best_pct,
+            reasons=(*reasons, f"G0 {what}: {detail} (§8.2)"),
+            flags=tuple(dict.fromkeys(flags)),
         )
+    t1_m, metric = response.t1, response.metric
     t1 = t1_m.date
     change = pct_change(t1_m.diameter_long_mm, b.diameter_long_mm)
     months_after = _days(t_end, t1) / DAYS_PER_MONTH
-    if metric == "diameter_long_mm":
-        reasons.append(
-            f"§8.2 response at t1 {t1}: LD {t1_m.diameter_long_mm:.1f} mm, {change:+.1f} % against "
-            f"b(ℓ) (threshold −30 %), {months_after:.1f} months after t_end"
-        )
-    else:
-        reasons.append(
-            f"§8.2/§7 MDA sign at t1 {t1}: sclerosis of a lytic lesion (sclerotic fraction "
-            f"{b.sclerotic_fraction:.2f} → {t1_m.sclerotic_fraction:.2f}), {months_after:.1f} months after t_end"
-        )
-    if early:
+    reasons.append(_response_text(t1_m, b, metric, change, months_after))
+    if response.early:
         flags.append("early_onset")
         caps.add(
             Grade.C,
@@ -278,46 +251,24 @@ def assess_lesion(
     flags.append(_timing_flag(months_after, s))
     if months_after > s.late_months:
         flags.append("late")
-
-    # Confirmation (§8.3).
-    t2_m = next((m for m in after if _days(t1, m.date) >= s.confirm_min_days), None)
-    confirmation = "unconfirmed"
-    if t2_m is not None:
-        still = (
-            _responds(t2_m, b, s) if metric == "diameter_long_mm" else _sclerosis_sign(t2_m, b, s)
-        )
-        confirmation = "confirmed" if still else "refuted"
-        if _systemic_event_between(systemic, t1, t2_m.date):
-            confirmation = "unconfirmed"
-            reasons.append(
-                f"§8.3: a systemic therapy started or changed between t1 and t2 ({t2_m.date}); confirmation void"
-            )
+    t2_m, confirmation = _confirmation(
+        after, t1_m, metric=metric, b=b, systemic=systemic, caps=caps, reasons=reasons, s=s
+    )
     flags.append(confirmation)
-    if confirmation == "refuted":
-        caps.add(Grade.C, f"G2: refuted at {t2_m.date if t2_m else ''} (§8.3)")
-    elif confirmation == "unconfirmed":
-        caps.add(Grade.B, "G3: unconfirmed: no scan ≥ 28 d after t1 confirms it (§8.3)")
-    else:
-        reasons.append(f"§8.3 confirmed at t2 {t2_m.date if t2_m else ''}")
-
-    # Qualitative evidence (§8.5 G2/G3).
-    if metric == "mda_sclerosis":
+    if metric == "mda_sclerosis":  # qualitative evidence (§8.5 G2/G3)
         if _days(t0, t1) <= s.qualitative_early_months * DAYS_PER_MONTH:
             caps.add(Grade.C, "G2: only qualitative evidence with t1 ≤ t0 + 3 months")
         else:
             caps.add(Grade.B, "G3: only qualitative evidence (MDA sign) with t1 > t0 + 3 months")
-
-    # Flare window (§8.4): t1 and t2 both ≤ 3 months after a therapy start.
     starts = [t0, *(x.start_date for x in systemic if x.start_date <= t1)]
     if _in_flare(t1, starts, s) and (t2_m is None or _in_flare(t2_m.date, starts, s)):
         caps.add(
             Grade.B,
             "G3: t1 and t2 both inside the CT flare window (≤ 3 months after a therapy start)",
         )
-
     _field_caps(lesion_field, caps)
     w_sys = (t0 - timedelta(days=s.w_sys_before_days), t1)
-    not_abscopal = _systemic_caps(
+    cytotoxic = _systemic_caps(
         systemic,
         w_sys,
         caps,
@@ -327,35 +278,107 @@ def assess_lesion(
         growing=growing,
         quantitative=metric == "diameter_long_mm",
     )
-    if not_abscopal is not None:
-        return LesionFinding(
+    found = partial(
+        make,
+        t1=t1,
+        metric=metric,
+        pct_change=change,
+        best_pct_change=response.best_pct,
+        confirmation=confirmation,
+    )
+    if cytotoxic is not None:
+        return found(
             outcome=Outcome.NOT_ABSCOPAL,
-            t1=t1,
-            metric=metric,
-            pct_change=change,
-            best_pct_change=best,
-            reasons=(*reasons, not_abscopal),
-            flags=tuple(flags),
-            **base,  # type: ignore[arg-type]
+            reasons=(*reasons, cytotoxic),
+            flags=tuple(dict.fromkeys(flags)),
         )
     grade = caps.grade()
     reasons.extend(reason for _, reason in caps.items)
     if grade is Grade.A:
         reasons.append("G4: nothing caps the grade: probable abscopal response (A)")
     reasons.append(SPONTANEOUS)
-    return LesionFinding(
+    return found(
         outcome=Outcome.GRADED,
         grade=grade,
-        t1=t1,
         t2=t2_m.date if t2_m else None,
-        metric=metric,
-        pct_change=change,
-        best_pct_change=best,
-        confirmation=confirmation,
         reasons=tuple(reasons),
         flags=tuple(dict.fromkeys(flags)),
-        **base,  # type: ignore[arg-type]
     )
+
+
+def _scan_follow_ups(
+    lesion: Lesion,
+    b: Measurement,
+    after: Sequence[Measurement],
+    window: tuple[date, date],
+    s: AbscopalSettings,
+) -> _Response:
+    """First in-window response (LD before the MDA sclerosis sign), early responses, progression."""
+    out = _Response()
+    quantitative = b.diameter_long_mm >= s.min_baseline_ld_mm
+    may_sclerose = lesion.kind in {LesionKind.LYTIC, LesionKind.MIXED}
+    nadir = b.diameter_long_mm
+    for m in after:
+        out.best_pct = min(out.best_pct, pct_change(m.diameter_long_mm, b.diameter_long_mm))
+        ld_response = quantitative and _responds(m, b, s)
+        sclerosis = may_sclerose and _sclerosis_sign(m, b, s)
+        if m.present and _progresses(m, nadir, s):
+            out.progression.append(m.date)
+            if sclerosis:
+                out.conflicts.append(m.date)
+        nadir = min(nadir, m.diameter_long_mm)
+        if m.date < window[0]:
+            out.early = out.early or ld_response or sclerosis
+        elif out.t1 is None and m.date <= window[1]:
+            if ld_response or sclerosis:
+                out.t1, out.metric = m, "diameter_long_mm" if ld_response else "mda_sclerosis"
+            else:
+                out.early = False  # an early response that did not persist into the window
+    return out
+
+
+def _response_text(
+    t1: Measurement, b: Measurement, metric: str | None, change: float, months: float
+) -> str:
+    if metric == "diameter_long_mm":
+        return (
+            f"§8.2 response at t1 {t1.date}: LD {t1.diameter_long_mm:.1f} mm, {change:+.1f} % against "
+            f"b(ℓ) (threshold −30 %), {months:.1f} months after t_end"
+        )
+    return (
+        f"§8.2/§7 MDA sign at t1 {t1.date}: sclerosis of a lytic lesion (sclerotic fraction "
+        f"{b.sclerotic_fraction:.2f} → {t1.sclerotic_fraction:.2f}), {months:.1f} months after t_end"
+    )
+
+
+def _confirmation(
+    after: Sequence[Measurement],
+    t1: Measurement,
+    *,
+    metric: str | None,
+    b: Measurement,
+    systemic: Sequence[SystemicTherapy],
+    caps: _Caps,
+    reasons: list[str],
+    s: AbscopalSettings,
+) -> tuple[Measurement | None, str]:
+    """The first scan ≥ 28 d after t1: confirmed, refuted or unconfirmed (§8.3)."""
+    t2 = next((m for m in after if _days(t1.date, m.date) >= s.confirm_min_days), None)
+    if t2 is None:
+        caps.add(Grade.B, "G3: unconfirmed: no scan ≥ 28 d after t1 (§8.3)")
+        return None, "unconfirmed"
+    if _systemic_event_between(systemic, t1.date, t2.date):
+        reasons.append(
+            f"§8.3: a systemic therapy started or changed between t1 and t2 {t2.date}; confirmation void"
+        )
+        caps.add(Grade.B, "G3: unconfirmed (§8.3)")
+        return t2, "unconfirmed"
+    still = _responds(t2, b, s) if metric == "diameter_long_mm" else _sclerosis_sign(t2, b, s)
+    if not still:
+        caps.add(Grade.C, f"G2: refuted at {t2.date}: the threshold no longer holds (§8.3)")
+        return t2, "refuted"
+    reasons.append(f"§8.3 confirmed at t2 {t2.date}")
+    return t2, "confirmed"
 
 
 def _timing_flag(months_after: float, s: AbscopalSettings) -> str:
@@ -400,11 +423,11 @@ def _field_caps(lesion_field: LesionField, caps: _Caps) -> None:
 def _systemic_caps(
     systemic: Sequence[SystemicTherapy],
     w_sys: tuple[date, date],
+    *,
     caps: _Caps,
     reasons: list[str],
     flags: list[str],
     s: AbscopalSettings,
-    *,
     growing: bool,
     quantitative: bool,
 ) -> str | None:
@@ -441,7 +464,7 @@ def assess_patient(findings: Sequence[LesionFinding]) -> PatientFinding:
     candidates = [f for f in findings if f.outcome is not Outcome.IN_FIELD]
     evaluable = [f for f in candidates if f.outcome is not Outcome.NOT_EVALUABLE]
     graded = [f for f in candidates if f.grade is not None]
-    best = min((f.grade for f in graded if f.grade), key=lambda g: "ABC".index(g), default=None)
+    best = min((f.grade for f in graded if f.grade), key="ABC".index, default=None)
     if best in {Grade.A, Grade.B}:
         status = "abscopal"
     elif best is Grade.C or not evaluable:

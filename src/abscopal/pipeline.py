@@ -341,8 +341,8 @@ def analyze(inputs: PatientInputs, settings: Settings | None = None) -> PatientA
                 if len(therapies) == 1
                 else _field_for(lesion, t.therapy_id, inputs, s),
                 t,
-                patient.timeline.systemic_therapies,
-                s.abscopal,
+                systemic=patient.timeline.systemic_therapies,
+                settings=s.abscopal,
             )
             for t in therapies
         ]
