@@ -271,10 +271,10 @@ def assess_lesion(  # noqa: PLR0911, PLR0912, PLR0915  (the rules of §8.3–§8
     cytotoxic = _systemic_caps(
         systemic,
         w_sys,
-        caps,
-        reasons,
-        flags,
-        s,
+        caps=caps,
+        reasons=reasons,
+        flags=flags,
+        s=s,
         growing=growing,
         quantitative=metric == "diameter_long_mm",
     )
