@@ -19,7 +19,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # suffix kept for savefig
     try:
         yield tmp
-        os.replace(tmp, path)  # same folder: readers see the old file or the new, never half
+        tmp.replace(path)  # same folder: readers see the old file or the new, never half
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -35,7 +35,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         yield tmp
         if path.exists():
             shutil.rmtree(path)
-        os.replace(tmp, path)
+        tmp.replace(path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

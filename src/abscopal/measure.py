@@ -8,6 +8,7 @@ pyradiomics does for Maximum2DDiameterSlice, so a diameter spans voxel edges, no
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -83,10 +84,9 @@ def measure_size(mask: LesionMask) -> LesionSize:
 
 
 def max_2d_diameter_mesh_mm(mask: LesionMask) -> float:
-    """pyradiomics' Maximum2DDiameterSlice: the largest distance between surface-mesh vertices
-    that share a slice coordinate.
+    """Largest distance between surface-mesh vertices sharing a slice (Maximum2DDiameterSlice).
 
-    A marching-cubes mesh of a binary mask has vertices on the slices (the 0.5 outline of each
+    This is pyradiomics' definition. A marching-cubes mesh of a binary mask has vertices on the slices (the 0.5 outline of each
     slice) and half-way between slices (the voxel centres where two neighbouring slices differ).
     pyradiomics compares both kinds, so its value can exceed the RECIST long axis measured on the
     images; `measure_size` keeps to the slices, as a reader does.
@@ -112,10 +112,8 @@ def max_3d_diameter_mm(mask: LesionMask) -> float:
         return 0.0
     padded = np.pad(mask.mask.astype(float), 1)
     vertices, *_ = marching_cubes(padded, level=0.5, spacing=mask.grid.spacing_mm)
-    try:
+    with suppress(QhullError):  # a flat lesion keeps every vertex as a candidate
         vertices = vertices[ConvexHull(vertices).vertices]
-    except QhullError:  # flat lesion: all vertices are candidates
-        pass
     return float(pdist(vertices).max())
 
 

@@ -11,7 +11,14 @@ BQ_PER_GBQ: Final = 1e9
 BQ_PER_MBQ: Final = 1e6
 
 # UCUM codes for DICOM SR measurements.
-UCUM: Final = {"mm": "mm", "ml": "ml", "gy": "Gy", "bq": "Bq", "hu": "[hnsf'U]", "suv": "{SUVbw}g/ml"}
+UCUM: Final = {
+    "mm": "mm",
+    "ml": "ml",
+    "gy": "Gy",
+    "bq": "Bq",
+    "hu": "[hnsf'U]",
+    "suv": "{SUVbw}g/ml",
+}
 
 
 def mm3_to_ml(volume_mm3: float) -> float:

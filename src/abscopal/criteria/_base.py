@@ -34,10 +34,10 @@ def exact(value: float) -> Decimal:
 
 
 def at_most_fraction(value: float, fraction: str, reference: float) -> bool:
-    """value ≤ fraction × reference, in exact decimal arithmetic."""
+    """Value ≤ fraction × reference, in exact decimal arithmetic."""
     return exact(value) <= Decimal(fraction) * exact(reference)
 
 
 def at_least_fraction(value: float, fraction: str, reference: float) -> bool:
-    """value ≥ fraction × reference, in exact decimal arithmetic."""
+    """Value ≥ fraction × reference, in exact decimal arithmetic."""
     return exact(value) >= Decimal(fraction) * exact(reference)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from abscopal.geometry import require_same_frame, sample
 from abscopal.model import LesionMask, Volume
 
