@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def main() -> int:
+    """Run each benchmark script; non-zero when any failed."""
     here = Path(__file__).resolve().parent
     scripts = sorted(here.glob("bench_*.py"))
     failed = 0
