@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from abscopal.geometry import Grid
+    from abscopal.io.refs import TimepointRefs
 
 logger = logging.getLogger(__name__)
 LIBRARIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "SimpleITK", "matplotlib")
@@ -78,6 +79,7 @@ class Timepoint:
     date: date
     ct: Volume
     masks: Mapping[str, LesionMask]
+    refs: TimepointRefs | None = None  # DICOM identity, for the SR
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -128,6 +130,7 @@ def load_patient(path: Path) -> PatientInputs:
     """Read a patient folder (or its manifest): manifest, CT series, SEGs, RTDOSE/RTSTRUCT, PET."""
     from abscopal.io.dicom import index_folder, load_series
     from abscopal.io.manifest import find_manifest, read_manifest
+    from abscopal.io.refs import timepoint_refs
     from abscopal.io.seg import read_seg
 
     manifest_path = find_manifest(path)
@@ -140,15 +143,22 @@ def load_patient(path: Path) -> PatientInputs:
         raise IngestError(msg)
     volumes = {uid: load_series(s) for uid, s in cts.items()}
     masks: dict[str, dict[str, LesionMask]] = {uid: {} for uid in volumes}
+    seg_files: dict[str, Path] = {}
     for seg in (s for s in series if s.modality == "SEG"):
         for file in seg.files:
             target = _seg_target(file, seg.frame_of_reference_uid, volumes)
             result = read_seg(file, reference=volumes[target].grid)
             masks[target].update({m.lesion_id: m for m in result.masks})
+            seg_files[target] = file
     timepoints = tuple(
         sorted(
             (
-                Timepoint(date=_volume_date(v, cts[uid].files[0]), ct=v, masks=masks[uid])
+                Timepoint(
+                    date=_volume_date(v, cts[uid].files[0]),
+                    ct=v,
+                    masks=masks[uid],
+                    refs=timepoint_refs(cts[uid].files, seg_files.get(uid)),
+                )
                 for uid, v in volumes.items()
             ),
             key=lambda t: t.date,
@@ -657,19 +667,32 @@ def key_images(analysis: PatientAnalysis, inputs: PatientInputs) -> list[Any]:
     return out
 
 
-def run_patient(path: Path, out_dir: Path, settings: Settings | None = None) -> dict[str, Any]:
-    """Analyze one patient folder; write `results.json` and `report.html` into `out_dir`.
+def run_patient(
+    path: Path, out_dir: Path, settings: Settings | None = None, *, pdf: bool = True
+) -> dict[str, Any]:
+    """Analyze one patient folder and write its outputs into `out_dir`.
 
-    The folder appears whole or not at all: it is built beside `out_dir` and renamed into place.
+    `results.json`, `report.html` (and `report.pdf`), `lesions.csv` and `lesions.parquet`, and one
+    DICOM SR TID 1500 per timepoint in `sr/`. The folder appears whole or not at all: it is built
+    beside `out_dir` and renamed into place.
     """
     from abscopal.atomic import atomic_dir
     from abscopal.report.html import write_patient_report
+    from abscopal.report.pdf import write_pdf
+    from abscopal.report.sr import write_timepoint_sr
+    from abscopal.report.tables import write_lesion_tables
 
     inputs = load_patient(path)
     analysis = analyze(inputs, settings)
     result = result_dict(analysis, inputs)
     with atomic_dir(out_dir) as tmp:
-        write_patient_report(tmp, result, key_images(analysis, inputs))
+        html = write_patient_report(tmp, result, key_images(analysis, inputs))
+        if pdf:
+            write_pdf(html, tmp / "report.pdf")
+        write_lesion_tables(tmp, result)
+        for t in inputs.timepoints:
+            if t.refs is not None:
+                write_timepoint_sr(tmp / "sr" / f"{t.date:%Y%m%d}.dcm", result, t.date, t.refs)
         text = json.dumps(result, indent=2, default=_jsonable) + "\n"
         (tmp / "results.json").write_text(text, encoding="utf-8")
     return result

@@ -75,7 +75,7 @@ def copy_patient(src: Path, tmp_path: Path) -> Path:
 def assert_clean_failure(
     argv: list[str], out_dir: Path, capsys: pytest.CaptureFixture[str], *fragments: str
 ) -> None:
-    code, out, err = run([*argv, "--out", str(out_dir), "--json"], capsys)
+    code, out, err = run([*argv, "--out", str(out_dir), "--no-pdf", "--json"], capsys)
     assert code == 1
     assert out == ""
     assert err.startswith("abscopal: error: ")

@@ -17,13 +17,18 @@ OutOption = Annotated[
 ]
 
 
+PdfOption = Annotated[bool, typer.Option("--pdf/--no-pdf", help="Also write report.pdf.")]
+
+
 @app.command(help="Analyze one patient: lesions, dose, field status and the abscopal verdict.")
-def analyze(patient: PatientArg, out: OutOption = None, as_json: JsonFlag = False) -> None:
+def analyze(
+    patient: PatientArg, out: OutOption = None, pdf: PdfOption = True, as_json: JsonFlag = False
+) -> None:
     from abscopal.pipeline import run_patient
 
     folder = patient.parent if patient.is_file() else patient
     out_dir = out if out is not None else Path("out") / folder.resolve().name
-    result = run_patient(patient, out_dir)
+    result = run_patient(patient, out_dir, pdf=pdf)
     verdict = result["abscopal"]
     grade = f", grade {verdict['certainty']}" if verdict["certainty"] else ""
     text = f"{verdict['status']}{grade}: {verdict['reasons'][0]}\nreport: {out_dir / 'report.html'}"
