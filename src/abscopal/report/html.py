@@ -222,7 +222,7 @@ def _key_images(result: Mapping[str, Any], key_images: Sequence[KeyImage]) -> li
 
 
 def _provenance(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    items = []
+    items: list[dict[str, Any]] = []
     for key, value in mapping(result.get("provenance")).items():
         if key == "input_sha256" and isinstance(value, Mapping):  # hundreds of files: a digest
             digest = hashlib.sha256("".join(f"{k}{v}" for k, v in sorted(value.items())).encode())

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import highdicom as hd
 import pydicom
 from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 from pydicom.uid import SegmentationStorage, generate_uid
 
 from abscopal import __version__
@@ -24,13 +25,13 @@ if TYPE_CHECKING:
 
     from abscopal.io.refs import InstanceRef, TimepointRefs
 
-_LONG_AXIS = pydicom.sr.coding.Code("103339001", "SCT", "Long Axis")
-_SHORT_AXIS = pydicom.sr.coding.Code("103340004", "SCT", "Short Axis")
-_VOLUME = pydicom.sr.coding.Code("118565006", "SCT", "Volume")
-_MM = pydicom.sr.coding.Code("mm", "UCUM", "millimeter")
-_ML = pydicom.sr.coding.Code("ml", "UCUM", "milliliter")
-_NEOPLASM = pydicom.sr.coding.Code("108369006", "SCT", "Neoplasm")
-_CT_PROCEDURE = pydicom.sr.coding.Code("25045-6", "LN", "CT unspecified body region")
+_LONG_AXIS = Code("103339001", "SCT", "Long Axis")
+_SHORT_AXIS = Code("103340004", "SCT", "Short Axis")
+_VOLUME = Code("118565006", "SCT", "Volume")
+_MM = Code("mm", "UCUM", "millimeter")
+_ML = Code("ml", "UCUM", "milliliter")
+_NEOPLASM = Code("108369006", "SCT", "Neoplasm")
+_CT_PROCEDURE = Code("25045-6", "LN", "CT unspecified body region")
 
 
 def tracking_uid(patient_id: str, lesion_id: str) -> str:
@@ -61,7 +62,7 @@ def _group(
     if segment.site_code is not None:
         value, scheme, meaning = segment.site_code
         sites = [
-            hd.sr.FindingSite(anatomic_location=pydicom.sr.coding.Code(value, scheme, meaning))
+            hd.sr.FindingSite(anatomic_location=Code(value, scheme, meaning))
         ]
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
