@@ -194,3 +194,70 @@ def test_exactly_thirty_percent_is_a_response() -> None:
     ms = series(("2023-11-13", 30), ("2024-01-22", 30), ("2024-04-22", 21), ("2024-06-17", 21))
     f = assess_lesion(RIB, ms, ebrt_field(0.3, 250.0), course("2024-02-05", "2024-02-09", 20, 5))
     assert f.grade is Grade.A
+
+
+def sclerosing(points: list[tuple[str, float]]) -> list[Measurement]:
+    """A lytic lesion of constant size whose sclerotic fraction is given per date."""
+    return [
+        Measurement(
+            lesion_id="R1",
+            date=date.fromisoformat(d),
+            voxel_count=100,
+            volume_ml=1.0,
+            diameter_long_mm=25.0,
+            diameter_short_mm=15.0,
+            hu_mean=30 + 800 * f,
+            sclerotic_fraction=f,
+        )
+        for d, f in points
+    ]
+
+
+@pytest.mark.parametrize(
+    ("last_scan", "grade"),
+    [("2024-04-22", Grade.C), ("2024-08-19", Grade.B)],  # ≤ 3 months after t0 → C; later → B
+)
+def test_sclerosis_only_is_qualitative(last_scan: str, grade: Grade) -> None:
+    ms = sclerosing(
+        [("2023-11-13", 0.0), ("2024-01-22", 0.02), ("2024-03-04", 0.03), (last_scan, 0.9)]
+    )
+    f = assess_lesion(RIB, ms, ebrt_field(0.3, 250.0), course("2024-02-05", "2024-02-09", 20, 5))
+    assert (f.metric, f.grade) == ("mda_sclerosis", grade)
+
+
+@pytest.mark.parametrize(
+    ("dose", "fraction", "grade"),
+    [(5.0, 1.0, Grade.B), (22.0, 1.0, Grade.C), (None, 0.5, Grade.C)],  # low dose; > 20 Gy; unknown
+)
+def test_dose_caps_the_grade(dose: float | None, fraction: float, grade: Grade) -> None:
+    lesion_field = classify_ebrt(
+        lesion_id="R1",
+        therapy_id="RT-1",
+        prescription_gy=60.0,
+        overlap_voxels=0,
+        fraction_in_grid=fraction,
+        dose_mean_gy=dose,
+        dose_max_gy=dose,
+        min_distance_to_ptv_mm=30.0,
+    )
+    ms = series(("2023-11-13", 27), ("2024-01-22", 30), ("2024-04-22", 19), ("2024-06-17", 17))
+    f = assess_lesion(RIB, ms, lesion_field, course("2024-02-05", "2024-02-09", 60, 30))
+    assert f.grade is grade
+
+
+def test_other_local_therapy_elsewhere_is_flagged() -> None:
+    from abscopal.model import OtherLocalTherapy
+
+    rfa = OtherLocalTherapy(
+        therapy_id="RFA", kind="ablation", date=date(2024, 3, 1), target_lesion_ids=("L9",)
+    )
+    ms = series(("2023-11-13", 27), ("2024-01-22", 30), ("2024-04-22", 19), ("2024-06-17", 17))
+    f = assess_lesion(
+        RIB,
+        ms,
+        ebrt_field(0.3, 250.0),
+        course("2024-02-05", "2024-02-09", 20, 5),
+        other_local=[rfa],
+    )
+    assert "other_local_therapy_in_window" in f.flags
+    assert f.grade is Grade.A

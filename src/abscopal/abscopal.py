@@ -23,7 +23,13 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from abscopal.dose.field import LesionField
-    from abscopal.model import Lesion, LocalTherapy, Measurement, SystemicTherapy
+    from abscopal.model import (
+        Lesion,
+        LocalTherapy,
+        Measurement,
+        OtherLocalTherapy,
+        SystemicTherapy,
+    )
 
 SPONTANEOUS = "Spontaneous regression cannot be excluded (CLINICAL §8.4)."
 
@@ -177,9 +183,14 @@ def assess_lesion(  # noqa: PLR0911, PLR0912, PLR0915  (the rules of §8.3–§8
     therapy: LocalTherapy,
     *,
     systemic: Sequence[SystemicTherapy] = (),
+    other_local: Sequence[OtherLocalTherapy] = (),
     settings: AbscopalSettings | None = None,
 ) -> LesionFinding:
-    """§8.2–§8.5 for one lesion and one local therapy."""
+    """§8.2–§8.5 for one lesion and one local therapy.
+
+    `other_local` (surgery, ablation, TACE…) aimed elsewhere during W_sys is flagged; one aimed at
+    the lesion makes it in field, which the caller states in `lesion_field`.
+    """
     s = settings or AbscopalSettings()
     make = partial(
         LesionFinding,
@@ -278,6 +289,12 @@ def assess_lesion(  # noqa: PLR0911, PLR0912, PLR0915  (the rules of §8.3–§8
         growing=growing,
         quantitative=metric == "diameter_long_mm",
     )
+    for o in other_local:
+        if lesion.lesion_id not in o.target_lesion_ids and w_sys[0] <= o.date <= t1:
+            flags.append("other_local_therapy_in_window")
+            reasons.append(
+                f"§8.4 recorded: {o.kind} {o.therapy_id} on {o.date}, aimed elsewhere, in W_sys"
+            )
     found = partial(
         make,
         t1=t1,

@@ -243,6 +243,16 @@ LocalTherapy = RadiationCourse | Radioembolization
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OtherLocalTherapy:
+    """Surgery, ablation, TACE, cementoplasty…: treats the lesions it aims at, induces no call."""
+
+    therapy_id: str
+    kind: str
+    date: date
+    target_lesion_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SystemicTherapy:
     """A systemic agent with its class, dates and any dose changes."""
 
@@ -263,10 +273,11 @@ class Timeline:
 
     local_therapies: tuple[LocalTherapy, ...] = ()
     systemic_therapies: tuple[SystemicTherapy, ...] = ()
+    other_local_therapies: tuple[OtherLocalTherapy, ...] = ()
     scan_dates: tuple[date, ...] = ()
 
     def __post_init__(self) -> None:
-        ids = [t.therapy_id for t in self.local_therapies]
+        ids = [t.therapy_id for t in (*self.local_therapies, *self.other_local_therapies)]
         if len(ids) != len(set(ids)):
             msg = f"local therapy ids must be unique, got {ids}"
             raise ValueError(msg)
@@ -279,12 +290,17 @@ class Patient:
 
     patient_id: str
     primary_cancer: str = "unknown"
+    birth_date: date | None = None
     lesions: tuple[Lesion, ...] = ()
     timeline: Timeline = field(default_factory=Timeline)
 
     def __post_init__(self) -> None:
         if not self.patient_id:
             msg = "patient_id must not be empty"
+            raise ValueError(msg)
+        early = [d for d in self.timeline.scan_dates if self.birth_date and d < self.birth_date]
+        if early:
+            msg = f"scan dated {early[0]} is before birth_date {self.birth_date}; check the dates"
             raise ValueError(msg)
         ids = [lesion.lesion_id for lesion in self.lesions]
         if len(ids) != len(set(ids)):

@@ -164,7 +164,12 @@ def load_patient(path: Path) -> PatientInputs:
             key=lambda t: t.date,
         )
     )
-    patient = _with_seg_lesions(manifest.to_patient(tuple(t.date for t in timepoints)), timepoints)
+    try:
+        patient = manifest.to_patient(tuple(t.date for t in timepoints))
+    except ValueError as exc:  # a record refused the manifest's dates
+        msg = f"{manifest_path.name}: {exc} (see the README, 'Inputs')"
+        raise IngestError(msg) from exc
+    patient = _with_seg_lesions(patient, timepoints, manifest_path.name)
     radiation = tuple(
         _load_radiation(folder, entry, series, timepoints) for entry in _radiation_entries(manifest)
     )
@@ -209,12 +214,25 @@ def _seg_target(file: Path, frame_uid: str | None, volumes: Mapping[str, Volume]
     raise IngestError(msg)
 
 
-def _with_seg_lesions(patient: Patient, timepoints: Sequence[Timepoint]) -> Patient:
-    """Add lesions seen in a SEG but not listed in the manifest (unknown organ, soft tissue)."""
+def _with_seg_lesions(
+    patient: Patient, timepoints: Sequence[Timepoint], manifest_name: str
+) -> Patient:
+    """Add lesions seen in a SEG but not listed in the manifest (unknown organ, soft tissue).
+
+    A manifest lesion that no SEG segments is an error: an override of a lesion that is not there.
+    """
     from dataclasses import replace
 
     known = {lesion.lesion_id for lesion in patient.lesions}
-    seen = sorted({lid for t in timepoints for lid in t.masks} - known)
+    segmented = {lid for t in timepoints for lid in t.masks}
+    for i, lesion in enumerate(patient.lesions):
+        if lesion.lesion_id not in segmented:
+            msg = (
+                f"{manifest_name}: lesions.{i}.lesion_id {lesion.lesion_id!r} matches no segment "
+                f"(TrackingID or SegmentLabel) in any SEG; found {sorted(segmented)}"
+            )
+            raise IngestError(msg)
+    seen = sorted(segmented - known)
     if seen:
         logger.warning(
             "lesions %s are not in the manifest; organ and kind unknown", ", ".join(seen)
@@ -352,6 +370,7 @@ def analyze(inputs: PatientInputs, settings: Settings | None = None) -> PatientA
                 else _field_for(lesion, t.therapy_id, inputs, s),
                 t,
                 systemic=patient.timeline.systemic_therapies,
+                other_local=patient.timeline.other_local_therapies,
                 settings=s.abscopal,
             )
             for t in therapies
@@ -421,6 +440,20 @@ def _field(lesion: Lesion, inputs: PatientInputs, s: Settings) -> LesionField:
 
 
 def _field_for(lesion: Lesion, therapy_id: str, inputs: PatientInputs, s: Settings) -> LesionField:
+    aimed = [
+        o
+        for o in inputs.patient.timeline.other_local_therapies
+        if lesion.lesion_id in o.target_lesion_ids
+    ]
+    if aimed:  # CLINICAL §8.1: surgery, ablation, TACE… aimed at the lesion make it in field
+        o = aimed[0]
+        return LesionField(
+            lesion_id=lesion.lesion_id,
+            therapy_id=therapy_id,
+            field=FieldStatus.IN_FIELD,
+            rule="L1",
+            reason=f"L1: {o.kind} {o.therapy_id} on {o.date} aimed at the lesion (CLINICAL §8.1)",
+        )
     for rt in inputs.radiation:
         if rt.course.therapy_id == therapy_id:
             return _ebrt_field(lesion, rt, inputs, s)

@@ -163,3 +163,23 @@ def test_seg_on_another_frame_of_reference(
 def test_bad_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = run(["synth", "--out", "x", "--scenario", "z"], capsys)
     assert code == 2
+
+
+def test_lesion_override_naming_a_missing_lesion(
+    synthetic_patients: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    patient = copy_patient(synthetic_patients["c"], tmp_path)
+    manifest = patient / "manifest.yaml"
+    manifest.write_text(manifest.read_text().replace("lesion_id: B3", "lesion_id: B9"))
+    assert_clean_failure(
+        ["analyze", str(patient)], tmp_path / "out", capsys, "lesion_id 'B9' matches no segment"
+    )
+
+
+def test_scan_before_birth(
+    synthetic_patients: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    patient = copy_patient(synthetic_patients["c"], tmp_path)
+    manifest = patient / "manifest.yaml"
+    manifest.write_text(manifest.read_text() + "birth_date: 2030-01-01\n")
+    assert_clean_failure(["analyze", str(patient)], tmp_path / "out", capsys, "before birth_date")

@@ -90,3 +90,31 @@ def test_folder_without_manifest(tmp_path: Path) -> None:
 def test_json_schema_is_exported() -> None:
     schema = json.loads(manifest_json_schema())
     assert "patient_id" in schema["required"]
+
+
+def test_therapy_ending_before_it_starts_names_the_field(tmp_path: Path) -> None:
+    text = EXAMPLE.replace("end_date: 2024-05-05", "end_date: 2024-04-05")
+    with pytest.raises(
+        IngestError, match=r"line 11: local_therapies.1.end_date: .*before start_date"
+    ):
+        read_manifest(write(tmp_path, text))
+
+
+def test_systemic_stop_before_start(tmp_path: Path) -> None:
+    text = EXAMPLE.replace(
+        "start_date: 2023-08-01", "start_date: 2023-08-01\n    stop_date: 2023-07-01"
+    )
+    with pytest.raises(IngestError, match=r"systemic_therapies.0.stop_date: .*before start_date"):
+        read_manifest(write(tmp_path, text))
+
+
+def test_other_local_therapy_and_birth_date(tmp_path: Path) -> None:
+    text = EXAMPLE.replace(
+        "systemic_therapies:",
+        "  - type: ablation\n    therapy_id: RFA-1\n    date: 2024-03-01\n    target_lesions: [B1]\nsystemic_therapies:",
+    ).replace("primary_cancer: hcc", "primary_cancer: hcc\nbirth_date: 1950-01-01")
+    patient = read_manifest(write(tmp_path, text)).to_patient((date(2024, 1, 1),))
+    (other,) = patient.timeline.other_local_therapies
+    assert (other.kind, other.target_lesion_ids) == ("ablation", ("B1",))
+    with pytest.raises(ValueError, match="before birth_date"):
+        read_manifest(write(tmp_path, text)).to_patient((date(1949, 1, 1),))

@@ -47,13 +47,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from abscopal.errors import IngestError
 from abscopal.model import (
     DrugClass,
     Lesion,
     LesionKind,
+    OtherLocalTherapy,
     Patient,
     RadiationCourse,
     Radioembolization,
@@ -63,6 +64,7 @@ from abscopal.model import (
 from abscopal.units import BQ_PER_GBQ
 
 MANIFEST_NAME = "manifest.yaml"
+_OTHER_TYPES = ("surgery", "ablation", "tace", "cementoplasty", "other_local")
 
 
 class _Strict(BaseModel):
@@ -82,6 +84,34 @@ class RadiationEntry(_Strict):
     target: str = "PTV"
     rtdose: str | None = None
     rtstruct: str | None = None
+
+    @field_validator("end_date")
+    @classmethod
+    def _ends_after_start(cls, end: date, info: ValidationInfo) -> date:
+        _not_before(end, info, "start_date")
+        return end
+
+
+def _not_before(value: date | None, info: ValidationInfo, earlier: str) -> date | None:
+    start = info.data.get(earlier)
+    if value is not None and start is not None and value < start:
+        msg = f"{value} is before {earlier} {start}; the therapy must end after it starts"
+        raise ValueError(msg)
+    return value
+
+
+class OtherLocalEntry(_Strict):
+    """Surgery, ablation, TACE, cementoplasty or another local treatment, and the lesions it aimed at.
+
+    A lesion it aimed at counts as treated (in field); aimed elsewhere it is recorded as a
+    confounder when it falls in the window of an out-of-field response (CLINICAL §8.4).
+    """
+
+    type: Literal["surgery", "ablation", "tace", "cementoplasty", "other_local"]
+    therapy_id: str
+    date: date
+    target_lesions: list[str] = Field(default_factory=list)
+    description: str = ""
 
 
 class Y90Entry(_Strict):
@@ -105,6 +135,11 @@ class SystemicEntry(_Strict):
     stop_date: date | None = None
     dose_change_dates: list[date] = Field(default_factory=list)
 
+    @field_validator("stop_date")
+    @classmethod
+    def _stops_after_start(cls, stop: date | None, info: ValidationInfo) -> date | None:
+        return _not_before(stop, info, "start_date")
+
 
 class LesionEntry(_Strict):
     """Overrides for one lesion, keyed by its tracking label."""
@@ -119,17 +154,28 @@ class Manifest(_Strict):
 
     patient_id: str = Field(min_length=1)
     primary_cancer: str = "unknown"
-    local_therapies: list[Annotated[RadiationEntry | Y90Entry, Field(discriminator="type")]] = (
-        Field(default_factory=list)
-    )
+    birth_date: date | None = None
+    local_therapies: list[
+        Annotated[RadiationEntry | Y90Entry | OtherLocalEntry, Field(discriminator="type")]
+    ] = Field(default_factory=list)
     systemic_therapies: list[SystemicEntry] = Field(default_factory=list)
     lesions: list[LesionEntry] = Field(default_factory=list)
 
     def to_patient(self, scan_dates: tuple[date, ...] = ()) -> Patient:
         """The domain `Patient` for this manifest."""
         local: list[RadiationCourse | Radioembolization] = []
+        other: list[OtherLocalTherapy] = []
         for entry in self.local_therapies:
-            if isinstance(entry, RadiationEntry):
+            if isinstance(entry, OtherLocalEntry):
+                other.append(
+                    OtherLocalTherapy(
+                        therapy_id=entry.therapy_id,
+                        kind=entry.type,
+                        date=entry.date,
+                        target_lesion_ids=tuple(entry.target_lesions),
+                    )
+                )
+            elif isinstance(entry, RadiationEntry):
                 local.append(
                     RadiationCourse(
                         therapy_id=entry.therapy_id,
@@ -165,11 +211,15 @@ class Manifest(_Strict):
             Lesion(lesion_id=x.lesion_id, organ=x.organ, kind=x.kind) for x in self.lesions
         )
         timeline = Timeline(
-            local_therapies=tuple(local), systemic_therapies=systemic, scan_dates=scan_dates
+            local_therapies=tuple(local),
+            systemic_therapies=systemic,
+            other_local_therapies=tuple(other),
+            scan_dates=scan_dates,
         )
         return Patient(
             patient_id=self.patient_id,
             primary_cancer=self.primary_cancer,
+            birth_date=self.birth_date,
             lesions=lesions,
             timeline=timeline,
         )
