@@ -701,15 +701,25 @@ def key_images(analysis: PatientAnalysis, inputs: PatientInputs) -> list[Any]:
 
 
 def run_patient(
-    path: Path, out_dir: Path, settings: Settings | None = None, *, pdf: bool = True
+    path: Path,
+    out_dir: Path,
+    settings: Settings | None = None,
+    *,
+    pdf: bool = True,
+    deidentify: bool = False,
+    date_shift_days: int | None = None,
 ) -> dict[str, Any]:
     """Analyze one patient folder and write its outputs into `out_dir`.
 
     `results.json`, `report.html` (and `report.pdf`), `lesions.csv` and `lesions.parquet`, and one
-    DICOM SR TID 1500 per timepoint in `sr/`. The folder appears whole or not at all: it is built
-    beside `out_dir` and renamed into place.
+    DICOM SR TID 1500 per timepoint in `sr/`. With `deidentify`, every output carries a pseudonym
+    and shifted dates instead of the patient's identity (see `abscopal.deid`). The folder appears
+    whole or not at all: it is built beside `out_dir` and renamed into place.
     """
+    from dataclasses import replace
+
     from abscopal.atomic import atomic_dir
+    from abscopal.deid import METHOD, deidentifier
     from abscopal.report.html import write_patient_report
     from abscopal.report.pdf import write_pdf
     from abscopal.report.sr import write_timepoint_sr
@@ -718,14 +728,24 @@ def run_patient(
     inputs = load_patient(path)
     analysis = analyze(inputs, settings)
     result = result_dict(analysis, inputs)
+    images = key_images(analysis, inputs)
+    deid = deidentifier(result["patient_id"], shift_days=date_shift_days) if deidentify else None
+    if deid is not None:
+        result = deid.result(result)
+        images = [replace(k, date=deid.day(k.date)) for k in images]
     with atomic_dir(out_dir) as tmp:
-        html = write_patient_report(tmp, result, key_images(analysis, inputs))
+        html = write_patient_report(tmp, result, images)
         if pdf:
             write_pdf(html, tmp / "report.pdf")
         write_lesion_tables(tmp, result)
         for t in inputs.timepoints:
-            if t.refs is not None:
-                write_timepoint_sr(tmp / "sr" / f"{t.date:%Y%m%d}.dcm", result, t.date, t.refs)
+            if t.refs is None:
+                continue
+            day = t.date if deid is None else deid.day(t.date)
+            refs = t.refs if deid is None else deid.refs(t.refs)
+            method = None if deid is None else METHOD
+            sr_path = tmp / "sr" / f"{day:%Y%m%d}.dcm"
+            write_timepoint_sr(sr_path, result, day, refs, deidentification_method=method)
         text = json.dumps(result, indent=2, default=_jsonable) + "\n"
         (tmp / "results.json").write_text(text, encoding="utf-8")
     return result

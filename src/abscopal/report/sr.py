@@ -61,9 +61,7 @@ def _group(
     sites = []
     if segment.site_code is not None:
         value, scheme, meaning = segment.site_code
-        sites = [
-            hd.sr.FindingSite(anatomic_location=Code(value, scheme, meaning))
-        ]
+        sites = [hd.sr.FindingSite(anatomic_location=Code(value, scheme, meaning))]
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=segment.tracking_uid or tracking_uid(patient_id, lesion["lesion_id"]),
@@ -86,9 +84,18 @@ def _group(
 
 
 def write_timepoint_sr(
-    path: Path, result: Mapping[str, Any], day: date, refs: TimepointRefs
+    path: Path,
+    result: Mapping[str, Any],
+    day: date,
+    refs: TimepointRefs,
+    *,
+    deidentification_method: str | None = None,
 ) -> Path | None:
-    """Write the TID 1500 report of `day` to `path` (atomically); None if no lesion was seen."""
+    """Write the TID 1500 report of `day` to `path` (atomically); None if no lesion was seen.
+
+    With `deidentification_method` (refs already de-identified), the SR says so
+    (PatientIdentityRemoved, DeidentificationMethod) and its own dates are the study date.
+    """
     iso = day.isoformat()
     groups = []
     for lesion in result["lesions"]:
@@ -125,6 +132,12 @@ def write_timepoint_sr(
         series_description="abscopal lesion measurements (research use only)",
         institution_name=None,
     )
+    if deidentification_method is not None:
+        sr.PatientIdentityRemoved = "YES"
+        sr.DeidentificationMethod = deidentification_method
+        for keyword in ("ContentDate", "SeriesDate", "InstanceCreationDate"):
+            if keyword in sr:
+                setattr(sr, keyword, study.get("StudyDate", ""))
     with atomic_path(path) as tmp:
         sr.save_as(tmp, enforce_file_format=True)
     return path
