@@ -700,6 +700,30 @@ def key_images(analysis: PatientAnalysis, inputs: PatientInputs) -> list[Any]:
     return out
 
 
+def dose_maps(analysis: PatientAnalysis, inputs: PatientInputs) -> list[Any]:
+    """The dose of every course and the Y-90 LDM dose, with the lesions on each frame."""
+    from abscopal.report.html import DoseMap
+
+    def masks_on(volume: Volume, before: date) -> list[LesionMask]:
+        frame = volume.grid.frame_of_reference_uid
+        found = (
+            _planning_mask(x.lesion_id, frame, inputs, before) for x in analysis.patient.lesions
+        )
+        return [m for m in found if m is not None]
+
+    out = []
+    for rt in inputs.radiation:
+        course = rt.course
+        label = f"{course.therapy_id}: planned dose, {course.prescription_gy:g} Gy in {course.fractions} fx"
+        out.append(DoseMap(label=label, volume=rt.dose, masks=masks_on(rt.dose, course.start_date)))
+    for y in inputs.y90:
+        if y.activity_at_admin is not None:
+            dose = ldm_dose(y.activity_at_admin, analysis.settings.y90)
+            label = f"{y.therapy.therapy_id}: Y-90 absorbed dose, local deposition from the post-treatment PET"
+            out.append(DoseMap(label=label, volume=dose, masks=masks_on(dose, y.therapy.date)))
+    return out
+
+
 def run_patient(
     path: Path,
     out_dir: Path,
@@ -734,7 +758,7 @@ def run_patient(
         result = deid.result(result)
         images = [replace(k, date=deid.day(k.date)) for k in images]
     with atomic_dir(out_dir) as tmp:
-        html = write_patient_report(tmp, result, images)
+        html = write_patient_report(tmp, result, images, dose_maps(analysis, inputs))
         if pdf:
             write_pdf(html, tmp / "report.pdf")
         write_lesion_tables(tmp, result)

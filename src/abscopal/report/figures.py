@@ -495,3 +495,61 @@ def key_image_png(
 def field_colour(lesion: Mapping[str, Any]) -> str:
     """Return the colour of the lesion's field status (grey when it has none)."""
     return FIELD_COLOURS[field_of(lesion)]
+
+
+def dose_mip_png(
+    dose: Volume,
+    masks: Sequence[LesionMask],
+    fields: Mapping[str, str],
+    *,
+    title: str,
+    units: str = "Gy",
+) -> bytes:
+    """Axial and coronal maximum-intensity projections of a dose (or activity) map.
+
+    Every lesion (masks on the same frame of reference) is outlined in its field-status colour and
+    labelled. The axial panel projects along the slice axis, the coronal one along the rows
+    (anterior–posterior for an axial series).
+    """
+    grid = dose.grid
+    fig = Figure(figsize=(10.0, 4.6))
+    axes = fig.subplots(1, 2)
+    volume = np.asarray(dose.array, dtype=float)
+    top = float(np.nanmax(volume)) if volume.size else 0.0
+    for ax, axis, name in ((axes[0], 0, "axial MIP"), (axes[1], 1, "coronal MIP")):
+        mip = np.nanmax(volume, axis=axis)
+        spacing = [s for a, s in enumerate(grid.spacing_mm) if a != axis]
+        shown = mip if axis == 0 else mip[::-1]  # coronal: head up (slices run feet to head)
+        image = ax.imshow(
+            shown, cmap="inferno", vmin=0.0, vmax=top or 1.0, aspect=spacing[0] / spacing[1]
+        )
+        for mask in masks:
+            _outline_projection(
+                ax,
+                mask,
+                grid,
+                axis=axis,
+                colour=FIELD_COLOURS.get(fields.get(mask.lesion_id, ""), "#8c8c8c"),
+            )
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label=units)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def _outline_projection(ax: Axes, mask: LesionMask, grid: Any, *, axis: int, colour: str) -> None:
+    """Outline of a lesion's projection along `axis` of `grid`, with its label."""
+    index = np.rint(grid.lps_to_index(mask.points_lps())).astype(int)
+    inside = np.all((index >= 0) & (index < np.asarray(grid.shape)), axis=1)
+    if not inside.any():
+        return
+    keep = [a for a in range(3) if a != axis]
+    plane = np.zeros([grid.shape[a] for a in keep], dtype=float)
+    plane[index[inside][:, keep[0]], index[inside][:, keep[1]]] = 1.0
+    if axis == 1:
+        plane = plane[::-1]
+    for contour in find_contours(np.pad(plane, 1), 0.5):
+        ax.plot(contour[:, 1] - 1, contour[:, 0] - 1, color=colour, linewidth=1.2)
+    rows, cols = np.nonzero(plane)
+    ax.text(cols.max() + 2, rows.min(), mask.lesion_id, color=colour, fontsize=8, fontweight="bold")

@@ -251,9 +251,37 @@ def _legend() -> list[dict[str, str]]:
     ]
 
 
-def render_patient_report(result: Mapping[str, Any], key_images: Sequence[KeyImage] = ()) -> str:
+@dataclass(frozen=True, slots=True, eq=False)
+class DoseMap:
+    """A dose or activity map to draw as MIPs, with the lesion masks on its frame of reference."""
+
+    label: str
+    volume: Volume
+    masks: Sequence[LesionMask] = ()
+    units: str = "Gy"
+
+
+def _dose_maps(result: Mapping[str, Any], dose_maps: Sequence[DoseMap]) -> list[dict[str, str]]:
+    fields = {str(x.get("lesion_id")): str(x.get("field")) for x in records(result.get("lesions"))}
+    return [
+        {
+            "label": d.label,
+            "src": _data_uri(
+                figures.dose_mip_png(d.volume, d.masks, fields, title=d.label, units=d.units)
+            ),
+        }
+        for d in dose_maps
+    ]
+
+
+def render_patient_report(
+    result: Mapping[str, Any],
+    key_images: Sequence[KeyImage] = (),
+    dose_maps: Sequence[DoseMap] = (),
+) -> str:
     """Render the patient's report as one self-contained HTML document (no file is written)."""
     context = {
+        "dose_maps": _dose_maps(result, dose_maps),
         "patient_id": _text(result.get("patient_id")),
         "primary_cancer": _text(result.get("primary_cancer")),
         "disclaimers": _disclaimers(result),
@@ -272,14 +300,17 @@ def render_patient_report(result: Mapping[str, Any], key_images: Sequence[KeyIma
 
 
 def write_patient_report(
-    out_dir: Path, result: Mapping[str, Any], key_images: Sequence[KeyImage] = ()
+    out_dir: Path,
+    result: Mapping[str, Any],
+    key_images: Sequence[KeyImage] = (),
+    dose_maps: Sequence[DoseMap] = (),
 ) -> Path:
     """Write ``out_dir/report.html`` for one patient's result, atomically; return its path.
 
     Everything is rendered before the file is opened: if a figure or the template fails, no
     report.html is left behind (and an earlier one is kept as it was).
     """
-    html = render_patient_report(result, key_images)
+    html = render_patient_report(result, key_images, dose_maps)
     path = Path(out_dir) / "report.html"
     write_text(path, html)
     return path
