@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from abscopal.cli.main import main
+from abscopal.errors import IngestWarning
 from abscopal.geometry import AXIAL, Grid
+from abscopal.io.image import read_image, read_mask, read_pet
 from abscopal.measure import (
+    intensity_peak,
+    intensity_stats,
     max_2d_diameter_mesh_mm,
     max_3d_diameter_mm,
     measure_lesion,
     measure_size,
+    mesh_volume_ml,
+    pet_uptake,
 )
 from abscopal.model import LesionMask, Volume
 from shared_data import shared_path
@@ -130,3 +139,155 @@ def test_mesh_diameters_equal_pyradiomics(case: str) -> None:
     reference_3d = _pyradiomics_reference("original_shape_Maximum3DDiameter")[case]
     assert max_2d_diameter_mesh_mm(mask) == pytest.approx(reference_2d, rel=1e-6)
     assert max_3d_diameter_mm(mask) == pytest.approx(reference_3d, rel=1e-6)
+
+
+# --- first-order statistics, IBSI, TotalSegmentator, PET uptake, the `measure`/`suv` commands ---
+
+
+def _firstorder_reference(case: str) -> dict[str, float]:
+    path = shared_path("data", "pyradiomics", "baseline_firstorder_shared_cases.csv")
+    with path.open() as f:
+        rows = {row["featureName"]: row for row in csv.DictReader(f)}
+    return {
+        k: float(rows[f"original_firstorder_{k}"][case]) for k in ("Mean", "Minimum", "Maximum")
+    }
+
+
+@pytest.mark.parametrize("case", ["brain1", "breast1", "lung1"])
+def test_first_order_equals_pyradiomics(case: str) -> None:
+    """Mean, minimum and maximum in label 1 of the NRRD pair: exact (no resampling, no binning)."""
+    data = shared_path("data", "pyradiomics")
+    image = read_image(data / f"{case}_image.nrrd")
+    stats = intensity_stats(image, read_mask(data / f"{case}_label.nrrd", reference=image))
+    reference = _firstorder_reference(case)
+    assert stats is not None
+    assert stats.mean == pytest.approx(reference["Mean"], rel=1e-12)
+    assert (stats.min, stats.max) == (reference["Minimum"], reference["Maximum"])
+
+
+def _ibsi(feature: str) -> tuple[float, float]:
+    path = shared_path("data", "ibsi", "ibsi1_reference_values.csv")
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            if row["feature"] == feature and row["data"] == "dig. phantom":
+                tolerance = 0.0 if row["tolerance"] in {"—", ""} else float(row["tolerance"])
+                return float(row["value"]), tolerance
+    raise KeyError(feature)
+
+
+def test_ibsi_digital_phantom() -> None:
+    """IBSI 1 digital phantom: volumes within the published tolerance; statistics and peaks are
+    published to 3 significant digits without tolerance, so to half a unit of the last digit."""
+    folder = shared_path("data", "ibsi", "ibsi_1_digital_phantom", "nifti")
+    image = read_image(folder / "image" / "phantom.nii.gz")
+    mask = read_mask(folder / "mask" / "mask.nii.gz", reference=image)
+    stats = intensity_stats(image, mask)
+    assert stats is not None
+    for feature, value, digits in [
+        ("volume (voxel counting)", mask.voxel_count * mask.grid.voxel_volume_ml * 1000, None),
+        ("volume (mesh)", mesh_volume_ml(mask) * 1000, None),
+        ("maximum 3D diameter", max_3d_diameter_mm(mask), None),
+        ("mean", stats.mean, 0.005),
+        ("minimum", stats.min, 0.5),
+        ("global intensity peak", intensity_peak(image, mask), 0.05),
+        ("local intensity peak", intensity_peak(image, mask, local=True), 0.05),
+    ]:
+        reference, tolerance = _ibsi(feature)
+        assert value == pytest.approx(reference, abs=digits if digits else tolerance), feature
+
+
+def _sts_reference(case: str) -> dict[str, float]:
+    path = shared_path("data", "ibsi", "validation_roi_reference_STS001-003.csv")
+    with path.open() as f:
+        return {
+            row["quantity"].split("_")[2]: float(row["peer_median"])
+            for row in csv.DictReader(f)
+            if row["modality"] == "PET" and row["id"] == case
+        }
+
+
+@pytest.mark.parametrize("case", ["STS_001", "STS_002", "STS_003"])
+@pytest.mark.parametrize("source", ["dicom", "nifti"])
+def test_ibsi_validation_pet(case: str, source: str) -> None:
+    """Voxel count, SUVmax and SUVmean within 1 % of the median of the IBSI teams, from DICOM
+    PET + RTSTRUCT (Units GML: already SUVbw) and from the NIfTI image + mask."""
+    folder = shared_path("data", "ibsi", "ibsi_validation")
+    if source == "dicom":
+        pet = read_pet(folder / "dicom" / case / "PET" / "image")
+        assert pet.suv_bw_factor == 1.0
+        mask = read_mask(folder / "dicom" / case / "PET" / "mask" / "RS.dcm", reference=pet.suv)
+    else:
+        with pytest.warns(IngestWarning, match="taken as SUVbw"):
+            pet = read_pet(folder / "nifti" / case / "PET_image.nii.gz")
+        mask = read_mask(folder / "nifti" / case / "PET_mask.nii.gz", reference=pet.suv)
+    uptake = pet_uptake(pet.suv, mask, sul_per_suv=None)
+    reference = _sts_reference(case)
+    assert uptake is not None
+    assert mask.voxel_count == pytest.approx(reference["vox"], rel=0.01)
+    assert uptake.suvmax == pytest.approx(reference["max"], rel=0.01)
+    assert uptake.suvmean == pytest.approx(reference["mean"], rel=0.01)
+    assert uptake.suvmax >= uptake.suvpeak >= uptake.suvmean * 0.5
+
+
+@pytest.mark.parametrize("name", ["liver", "spleen", "kidney_right", "stomach", "vertebrae_L1"])
+def test_totalsegmentator_statistics(name: str) -> None:
+    """Volume (mm³) and mean HU of TotalSegmentator's own statistics, within 1 %."""
+    folder = shared_path("data", "totalsegmentator")
+    expected = json.loads((folder / "example_seg_fast_statistics.json").read_text())[name]
+    image = read_image(folder / "example_ct_sm.nii.gz")
+    mask = read_mask(folder / "example_seg_fast" / f"{name}.nii.gz", reference=image)
+    stats = intensity_stats(image, mask)
+    assert stats is not None
+    assert mask.voxel_count * mask.grid.voxel_volume_ml * 1000 == pytest.approx(
+        expected["volume"], rel=0.01
+    )
+    assert stats.mean == pytest.approx(expected["intensity"], rel=0.01)
+
+
+def test_peak_of_a_uniform_sphere_is_its_value() -> None:
+    """A 30 mm ball of 10 in a background of 1: the 1 cm³ peak sits inside, at exactly 10."""
+    m = ellipsoid((15.0, 15.0, 15.0), (2.0, 2.0, 2.0))
+    image = np.where(m.mask, 10.0, 1.0)
+    pet = Volume(array=image, grid=m.grid, modality="PT", units="SUVBW")
+    uptake = pet_uptake(pet, m, sul_per_suv=0.75)
+    assert uptake is not None
+    assert (uptake.suvmax, uptake.suvpeak) == (10.0, 10.0)
+    assert uptake.sulpeak == pytest.approx(7.5)
+    assert uptake.suvmean == pytest.approx(10.0)
+
+
+def test_measure_command_json(capsys: pytest.CaptureFixture[str]) -> None:
+    data = shared_path("data", "pyradiomics")
+    args = ["measure", str(data / "lung1_image.nrrd"), str(data / "lung1_label.nrrd"), "--json"]
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code in (0, None)
+    out = json.loads(capsys.readouterr().out)
+    keys = {"voxel_count", "volume_ml", "diameter_long_mm", "diameter_short_mm"}
+    keys |= {"diameter_max_3d_mm", "mean", "min", "max"}
+    assert keys <= out.keys()
+    reference = _firstorder_reference("lung1")
+    assert (out["mean"], out["min"], out["max"]) == pytest.approx(
+        (reference["Mean"], reference["Minimum"], reference["Maximum"])
+    )
+    assert out["diameter_max_3d_mm"] == pytest.approx(
+        _pyradiomics_reference("original_shape_Maximum3DDiameter")["lung1"], rel=1e-6
+    )
+
+
+def test_suv_command_json(capsys: pytest.CaptureFixture[str]) -> None:
+    folder = shared_path("data", "ibsi", "ibsi_validation", "dicom", "STS_002", "PET")
+    args = ["suv", str(folder / "image"), "--mask", str(folder / "mask" / "RS.dcm"), "--json"]
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code in (0, None)
+    out = json.loads(capsys.readouterr().out)
+    assert {"suv_bw_factor", "suvmax", "suvmean", "sulpeak"} <= out.keys()
+    assert out["suvmax"] == pytest.approx(_sts_reference("STS_002")["max"], rel=0.01)
+    assert 0 < out["sulpeak"] < out["suvmax"]
+
+
+def test_measure_command_error_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["measure", str(tmp_path / "nope.nii.gz"), str(tmp_path / "m.nii.gz"), "--json"])
+    assert "no such file" in str(done.value.code)

@@ -1,4 +1,4 @@
-"""Lesion size and intensity from a mask: voxel volume, RECIST axes, HU statistics.
+"""Lesion size and intensity from a mask: voxel volume, RECIST axes, HU statistics, PET uptake.
 
 RECIST 1.1 (Eisenhauer 2009, §3.1 and Appendix I) measures the longest diameter in the axial plane
 and, for the short axis, the longest diameter perpendicular to it on the same slice. Outlines are
@@ -8,11 +8,13 @@ pyradiomics does for Maximum2DDiameterSlice, so a diameter spans voxel edges, no
 
 from __future__ import annotations
 
+import math
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist, squareform
 from skimage.measure import find_contours, marching_cubes
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
 SCLEROTIC_HU = 300.0  # project default: above trabecular bone, below cortex; a parameter below
 _CHORD_SAMPLES = 256
+PEAK_VOLUME_ML = 1.0  # PERCIST 1.0 SULpeak and IBSI intensity peak: a 1 cm³ sphere
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,9 +176,7 @@ def intensity_stats(
     require_same_frame(image.grid, mask.grid, what=f"lesion {mask.lesion_id} on its image")
     if mask.voxel_count == 0:
         return None
-    index = np.rint(image.grid.lps_to_index(mask.points_lps())).astype(int)
-    inside = np.all((index >= 0) & (index < np.asarray(image.grid.shape)), axis=1)
-    values = image.array[tuple(index[inside].T)].astype(float)
+    values = values_in_mask(image, mask)
     if values.size == 0:
         return None
     return IntensityStats(
@@ -184,6 +185,103 @@ def intensity_stats(
         max=float(values.max()),
         std=float(values.std()),
         values_above_sclerotic_fraction=float(np.mean(values > sclerotic_hu)),
+    )
+
+
+def values_in_mask(image: Volume, mask: LesionMask) -> NDArray[np.float64]:
+    """Image values at the mask's voxels: directly when both share a grid, else nearest voxel."""
+    if mask.grid.same_geometry(image.grid, tol_mm=1e-3):
+        return np.asarray(image.array[mask.mask], dtype=float)
+    index = np.rint(image.grid.lps_to_index(mask.points_lps())).astype(int)
+    inside = np.all((index >= 0) & (index < np.asarray(image.grid.shape)), axis=1)
+    return np.asarray(image.array[tuple(index[inside].T)], dtype=float)
+
+
+def mesh_volume_ml(mask: LesionMask) -> float:
+    """Volume enclosed by the marching-cubes surface at the 0.5 level (IBSI "volume (mesh)")."""
+    if mask.voxel_count == 0:
+        return 0.0
+    padded = np.pad(mask.mask.astype(float), 1)
+    vertices, faces, *_ = marching_cubes(padded, level=0.5, spacing=mask.grid.spacing_mm)
+    a, b, c = (vertices[faces[:, n]] for n in range(3))
+    signed_mm3 = float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0
+    return abs(signed_mm3) / 1000.0
+
+
+def _sphere_kernel(spacing_mm: tuple[float, float, float], volume_ml: float) -> NDArray[np.bool_]:
+    """Voxel centres within the radius of a sphere of `volume_ml` around the central voxel."""
+    radius = (3.0 * volume_ml * 1000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
+    half = [int(radius // s) for s in spacing_mm]
+    k, j, i = np.meshgrid(*[np.arange(-h, h + 1) for h in half], indexing="ij")
+    d2 = (k * spacing_mm[0]) ** 2 + (j * spacing_mm[1]) ** 2 + (i * spacing_mm[2]) ** 2
+    kernel: NDArray[np.bool_] = d2 <= radius**2 * (1 + 1e-9)
+    return kernel
+
+
+def intensity_peak(
+    image: Volume,
+    mask: LesionMask,
+    *,
+    volume_ml: float = PEAK_VOLUME_ML,
+    local: bool = False,
+) -> float | None:
+    """Highest mean of `image` in a sphere of `volume_ml` centred on a voxel of `mask`.
+
+    PERCIST 1.0 SULpeak (Wahl 2009) and IBSI 1 "global intensity peak" (sphere of 1 cm³, every
+    image voxel whose centre lies within 6.2 mm of the centre counts, whether in the mask or
+    not). With `local=True`, only centres at the mask's maximum are tried (IBSI "local intensity
+    peak"). The mask must stand on the image grid (or a crop of it). None for an empty mask.
+    """
+    require_same_frame(image.grid, mask.grid, what=f"peak of lesion {mask.lesion_id}")
+    if mask.voxel_count == 0:
+        return None
+    kernel = _sphere_kernel(image.grid.spacing_mm, volume_ml)
+    centres = np.rint(image.grid.lps_to_index(mask.points_lps())).astype(int)
+    shape = np.asarray(image.grid.shape)
+    centres = centres[np.all((centres >= 0) & (centres < shape), axis=1)]
+    if centres.size == 0:
+        return None
+    half = np.asarray(kernel.shape) // 2
+    lo = np.maximum(centres.min(axis=0) - half, 0)
+    hi = np.minimum(centres.max(axis=0) + half + 1, shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    values = np.asarray(image.array[box], dtype=float)
+    weights = kernel.astype(float)
+    sums = ndimage.correlate(values, weights, mode="constant", cval=0.0)
+    counts = ndimage.correlate(np.ones_like(values), weights, mode="constant", cval=0.0)
+    local_idx = tuple((centres - lo).T)
+    means = sums[local_idx] / counts[local_idx]
+    if local:
+        at_max = values[local_idx]
+        means = means[at_max == at_max.max()]
+    return float(means.max())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PetUptake:
+    """Uptake of one lesion on a PET in SUVbw; SULpeak when the lean body mass is known."""
+
+    suvmax: float
+    suvmean: float
+    suvpeak: float
+    sulpeak: float | None
+
+
+def pet_uptake(suv: Volume, mask: LesionMask, *, sul_per_suv: float | None) -> PetUptake | None:
+    """SUVmax, SUVmean, SUVpeak and SULpeak (PERCIST 1.0) of `mask` on an SUVbw image.
+
+    `sul_per_suv` is lean body mass / body weight (SUL = SUVbw x LBM / weight); None leaves
+    `sulpeak` None. Returns None for an empty mask.
+    """
+    stats = intensity_stats(suv, mask)
+    peak = intensity_peak(suv, mask)
+    if stats is None or peak is None:
+        return None
+    return PetUptake(
+        suvmax=stats.max,
+        suvmean=stats.mean,
+        suvpeak=peak,
+        sulpeak=None if sul_per_suv is None else peak * sul_per_suv,
     )
 
 
@@ -221,3 +319,44 @@ def absent(lesion_id: str, *, date: date) -> Measurement:
         diameter_long_mm=0.0,
         diameter_short_mm=0.0,
     )
+
+
+def describe_lesion(mask: LesionMask, image: Volume | None = None) -> dict[str, float | int | None]:
+    """The `abscopal measure --json` record: size (voxels, mL, mm) and image statistics."""
+    size = measure_size(mask)
+    stats = None if image is None else intensity_stats(image, mask)
+    return {
+        "voxel_count": size.voxel_count,
+        "volume_ml": size.volume_ml,
+        "volume_mesh_ml": mesh_volume_ml(mask),
+        "diameter_long_mm": size.diameter_long_mm,
+        "diameter_short_mm": size.diameter_short_mm,
+        "diameter_max_3d_mm": max_3d_diameter_mm(mask),
+        "diameter_max_2d_mesh_mm": max_2d_diameter_mesh_mm(mask),
+        "mean": None if stats is None else stats.mean,
+        "min": None if stats is None else stats.min,
+        "max": None if stats is None else stats.max,
+        "std": None if stats is None else stats.std,
+    }
+
+
+def pet_summary(
+    suv: Volume, mask: LesionMask | None, *, sul_per_suv: float | None
+) -> dict[str, float | None]:
+    """The `abscopal suv --json` uptake keys; without a mask only `suvmax` (whole image) is set."""
+    if mask is None:
+        return {
+            "suvmax": float(np.nanmax(suv.array)),
+            "suvmean": None,
+            "suvpeak": None,
+            "sulpeak": None,
+            "sul_per_suv": sul_per_suv,
+        }
+    uptake = pet_uptake(suv, mask, sul_per_suv=sul_per_suv)
+    return {
+        "suvmax": None if uptake is None else uptake.suvmax,
+        "suvmean": None if uptake is None else uptake.suvmean,
+        "suvpeak": None if uptake is None else uptake.suvpeak,
+        "sulpeak": None if uptake is None else uptake.sulpeak,
+        "sul_per_suv": sul_per_suv,
+    }

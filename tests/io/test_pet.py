@@ -11,16 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from abscopal.errors import IngestError
+from abscopal.io.image import read_pet
 from abscopal.io.pet import (
     PetInfo,
     decay_factor_to,
+    lean_body_mass_kg,
     pet_info_from_datasets,
     read_pet_info,
+    sul_per_suv,
     suv_bw_factor,
 )
 
@@ -83,12 +87,12 @@ def _expected(suv_dir: Path) -> dict[str, float]:
     "case", ["SIEMENS", "PHILIPS_BQML", "PHILIPS_CNTS_AND_SUV", "CPS_AND_BQML_AC_DT_-_S_DT"]
 )
 def test_suv_bw_factor_matches_calculate_suv(suv_dir: Path, case: str) -> None:
-    """Relative tolerance 1e-4: F-18 decays by ln2/6586 s = 1.05e-4 per second, so this checks
+    """Relative tolerance 1e-6 (the issue's bar; 1e-4 would already pin the times to a second): F-18 decays by ln2/6586 s = 1.05e-4 per second, so this checks
     the scan-start and injection times to about one second (fractional seconds kept). Units
     CNTS uses the Philips SUV Scale Factor (7053,1000) as is. In CPS_AND_BQML_AC_DT_-_S_DT the
     series time (13:49:18) is later than the acquisition (13:03:48.234), so the scan starts at
     the acquisition."""
-    assert suv_bw_factor(_info(suv_dir, case)) == pytest.approx(_expected(suv_dir)[case], rel=1e-4)
+    assert suv_bw_factor(_info(suv_dir, case)) == pytest.approx(_expected(suv_dir)[case], rel=1e-6)
 
 
 def test_scan_start_rule_keeps_fractional_seconds(suv_dir: Path) -> None:
@@ -210,3 +214,86 @@ def test_read_pet_info_from_files(tmp_path: Path, write_slice) -> None:
 def test_read_pet_info_refuses_other_modalities(fixtures_dir: Path) -> None:
     with pytest.raises(IngestError, match=r"CT_small\.dcm: Modality \(0008,0060\) is 'CT'"):
         read_pet_info([fixtures_dir / "pydicom" / "CT_small.dcm"])
+
+
+_ALL_CASES = [
+    "BQML_AC_DT_lessThan_S_DT_SIEMENS",
+    "CPS_AND_BQML_AC_DT_-_S_DT",
+    "GE_MEDICAL_AND_BQML",
+    "PHILIPS_BQML",
+    "PHILIPS_CNTS_AND_BQML_SUV",
+    "PHILIPS_CNTS_AND_SUV",
+    "RADIOPHARM_DATETIME_UNDEFINED",
+    "SIEMENS",
+]
+
+
+def _write_case(suv_dir: Path, case: str, folder: Path, write_slice) -> list[Path]:
+    """The case's three instances as real PET DICOM files (2 × 2 pixels of 1000 Bq/mL or counts)."""
+    instances = json.loads((suv_dir / "metadata" / f"{case}-instances.json").read_text())
+    uid = generate_uid()
+    folder.mkdir()
+    files = []
+    for n, attributes in enumerate(instances):
+        path = write_slice(
+            folder / f"{n}.dcm",
+            position=(0.0, 0.0, 2.0 * n),
+            series_uid=uid,
+            modality="PT",
+            pixels=np.full((2, 2), 1000),
+            PatientSize=1.70,
+        )
+        ds = pydicom.dcmread(path)
+        ds.update(_dataset(attributes))
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files
+
+
+@pytest.mark.parametrize("case", _ALL_CASES)
+def test_every_vendor_header_loads_from_dicom(
+    suv_dir: Path, tmp_path: Path, case: str, write_slice
+) -> None:
+    """All eight cases written as DICOM load with pixels; the four with answers match the SUVbw
+    factor to 1e-6 relative, the other four equal the factor computed from the JSON headers."""
+    _write_case(suv_dir, case, tmp_path / "pet", write_slice)
+    pet = read_pet(tmp_path / "pet")
+    expected = _expected(suv_dir).get(case, suv_bw_factor(_info(suv_dir, case)))
+    assert pet.suv_bw_factor == pytest.approx(expected, rel=1e-6)
+    assert pet.suv.units == "SUVBW"
+    assert float(pet.suv.array.max()) == pytest.approx(1000 * expected, rel=1e-6)
+
+
+def test_series_with_differing_suv_attributes_is_refused(
+    suv_dir: Path, tmp_path: Path, write_slice
+) -> None:
+    files = _write_case(suv_dir, "SIEMENS", tmp_path / "pet", write_slice)
+    ds = pydicom.dcmread(files[1])
+    ds.PatientWeight = 99
+    ds.save_as(files[1])
+    with pytest.raises(IngestError, match=r"PatientWeight differs between instances"):
+        read_pet_info(files)
+
+
+@pytest.mark.parametrize(
+    ("sex", "formula", "expected"),
+    [
+        # Janmahasatian 2005: 9270 W / (6680 + 216 BMI), women 9270 W / (8780 + 244 BMI)
+        ("M", "janmahasatian", 9270 * 80 / (6680 + 216 * 80 / 1.8**2)),
+        ("F", "janmahasatian", 9270 * 60 / (8780 + 244 * 60 / 1.65**2)),
+        ("M", "james", 1.10 * 80 - 128 * (80 / 180) ** 2),
+        ("F", "james", 1.07 * 60 - 148 * (60 / 165) ** 2),
+    ],
+)
+def test_lean_body_mass(sex: str, formula: str, expected: float) -> None:
+    weight, height = (80.0, 1.8) if sex == "M" else (60.0, 1.65)
+    assert lean_body_mass_kg(weight, height, sex, formula=formula) == pytest.approx(expected)  # type: ignore[arg-type]
+
+
+def test_sul_needs_height_and_sex() -> None:
+    info = replace(_bqml(), patient_size_m=1.8, patient_sex="M")
+    assert sul_per_suv(info) == pytest.approx(lean_body_mass_kg(70.0, 1.8, "M") / 70.0)
+    with pytest.raises(IngestError, match=r"PatientSize \(0010,1020\)"):
+        sul_per_suv(replace(info, patient_size_m=None))
+    with pytest.raises(IngestError, match=r"PatientSex \(0010,0040\) is 'O'"):
+        sul_per_suv(replace(info, patient_sex="O"))

@@ -24,6 +24,7 @@ from pydicom.valuerep import DA
 
 from abscopal.errors import IngestError, IngestWarning
 from abscopal.geometry import Grid
+from abscopal.io.checks import require_valid_image
 from abscopal.model import Volume
 
 if TYPE_CHECKING:
@@ -166,23 +167,59 @@ def _is_dicomdir(ds: Dataset) -> bool:
     return str(sop_class or ds.get("SOPClassUID", "")) == MEDIA_STORAGE_DIRECTORY
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BadFile:
+    """A file `scan_folder` set aside, with the reason (file, tag and fix)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FolderScan:
+    """The good series under a folder and the files that could not be used."""
+
+    series: tuple[DicomSeries, ...]
+    bad_files: tuple[BadFile, ...]
+
+
 def index_folder(root: Path) -> list[DicomSeries]:
     """Every DICOM series under `root` (any depth), read from headers only.
 
     Files with a clearly non-DICOM suffix (YAML, JSON, CSV, NIfTI, ...) and hidden files are
     skipped; a `.dcm` or suffix-less file that is not DICOM raises `IngestError`. Localizers are
     skipped with an `IngestWarning`. Series are sorted by study date, study and series UID.
+    `scan_folder` is the tolerant variant that sets bad files aside.
     """
-    root = Path(root)
+    return list(_scan(Path(root), tolerant=False).series)
+
+
+def scan_folder(root: Path) -> FolderScan:
+    """Like `index_folder`, but a bad file is set aside with its reason instead of raising.
+
+    Bad: not DICOM, truncated, an image header that cannot be placed, zero or negative spacing, a
+    NaN slope, pixel data of the wrong size. Pixel data is checked by length, not decoded.
+    """
+    return _scan(Path(root), tolerant=True)
+
+
+def _scan(root: Path, *, tolerant: bool) -> FolderScan:
     if not root.is_dir():
         msg = f"{root}: not a folder; pass the patient folder that holds the DICOM files"
         raise IngestError(msg)
     groups: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
     localizers: dict[str, int] = defaultdict(int)
+    bad: list[BadFile] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         if _skipped_silently(path):
             continue
-        ds = _read_header(path)
+        try:
+            ds = _read_header(path) if not tolerant else _checked_header(path)
+        except IngestError as exc:
+            if not tolerant:
+                raise
+            bad.append(BadFile(path=path, reason=str(exc)))
+            continue
         if ds is None:
             continue
         uid = str(ds.get("SeriesInstanceUID", ""))
@@ -191,7 +228,7 @@ def index_folder(root: Path) -> list[DicomSeries]:
                 warnings.warn(
                     f"{path}: no SeriesInstanceUID (0020,000E); skipped",
                     IngestWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
             continue
         if "LOCALIZER" in [str(v).upper() for v in ds.get("ImageType", [])]:
@@ -202,17 +239,31 @@ def index_folder(root: Path) -> list[DicomSeries]:
         warnings.warn(
             f"series {uid}: {count} localizer image(s) (ImageType LOCALIZER) skipped",
             IngestWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    if not groups:
+    if not groups and not (tolerant and bad):
         msg = (
             f"{root}: no DICOM series found; check that the folder holds the patient's DICOM files"
         )
         raise IngestError(msg)
     series = [_series_record(uid, members) for uid, members in groups.items()]
     series.sort(key=lambda s: (s.study_date or date.min, s.study_uid, s.series_uid))
-    logger.info("indexed %d series under %s", len(series), root.name)
-    return series
+    logger.info("indexed %d series under %s (%d bad files)", len(series), root.name, len(bad))
+    return FolderScan(series=tuple(series), bad_files=tuple(bad))
+
+
+def _checked_header(path: Path) -> Dataset | None:
+    """All elements with large values deferred; image files are checked (header, pixel length)."""
+    try:
+        ds = pydicom.dcmread(path, defer_size=1024)
+    except Exception as exc:  # a damaged file may raise anything while parsing
+        msg = f"{path.name}: cannot be parsed as DICOM ({exc}); copy the file again or remove it"
+        raise IngestError(msg) from exc
+    if "SOPClassUID" not in ds:
+        return _read_header(path)
+    if str(ds.get("Modality", "")) in IMAGE_MODALITIES:
+        require_valid_image(ds, path)
+    return ds
 
 
 def _series_record(uid: str, members: list[tuple[Path, Dataset]]) -> DicomSeries:
@@ -283,10 +334,7 @@ def load_series(series: DicomSeries) -> Volume:
                 "single-frame series are supported, export the series as single-frame images"
             )
             raise IngestError(msg)
-        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
-            if keyword not in ds:
-                msg = f"{path.name}: {keyword} missing; the slice cannot be placed in space"
-                raise IngestError(msg)
+        require_valid_image(ds, path)
     _check_same([ds.ImageOrientationPatient for ds in datasets], files, "orientation", uid)
     _check_same([(ds.Rows, ds.Columns) for ds in datasets], files, "matrix size", uid)
     _check_same([ds.PixelSpacing for ds in datasets], files, "PixelSpacing", uid)

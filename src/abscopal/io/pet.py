@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
+from pydicom.multival import MultiValue
 from pydicom.valuerep import DA, DT, TM
 
 from abscopal.errors import IngestError
@@ -48,6 +49,8 @@ class PetInfo:
     patient_weight_kg: float | None
     radiopharmaceutical: str = ""
     philips_suv_scale_factor: float | None = None  # (7053,1000), for Units CNTS
+    patient_size_m: float | None = None  # PatientSize (0010,1020), for the lean body mass
+    patient_sex: str = ""  # PatientSex (0010,0040): M, F, O or empty
 
     def __post_init__(self) -> None:
         half_life = self.radionuclide_half_life_s
@@ -128,11 +131,59 @@ def _philips_suv_scale(ds: Dataset) -> float | None:
     return _float(value)
 
 
+# Attributes that must agree across the instances of a series for one SUV factor to hold.
+_SERIES_CONSTANT: Final = (
+    "Units", "DecayCorrection", "PatientWeight", "SeriesDate", "SeriesTime", "CorrectedImage",
+)  # fmt: skip
+_DRUG_CONSTANT: Final = (
+    "RadionuclideTotalDose", "RadionuclideHalfLife", "RadiopharmaceuticalStartTime",
+    "RadiopharmaceuticalStartDateTime",
+)  # fmt: skip
+
+
+def _drug_item(ds: Dataset) -> Dataset | None:
+    item: Dataset | None = (ds.get("RadiopharmaceuticalInformationSequence") or [None])[0]
+    return item
+
+
+def _text(value: object) -> str:
+    if isinstance(value, list | tuple | MultiValue):
+        return "\\".join(str(v).strip() for v in value)
+    return str(value if value is not None else "").strip()
+
+
+def _require_consistent(datasets: Sequence[Dataset]) -> None:
+    first = datasets[0]
+    for n, ds in enumerate(datasets[1:], start=2):
+        pairs = [(k, first.get(k), ds.get(k)) for k in _SERIES_CONSTANT]
+        drug_a, drug_b = _drug_item(first), _drug_item(ds)
+        pairs += [
+            (
+                k,
+                None if drug_a is None else drug_a.get(k),
+                None if drug_b is None else drug_b.get(k),
+            )
+            for k in _DRUG_CONSTANT
+        ]
+        for keyword, a, b in pairs:
+            if _text(a) != _text(b):
+                msg = (
+                    f"PET series: {keyword} differs between instances (1: {_text(a)!r}, "
+                    f"{n}: {_text(b)!r}); one SUV factor cannot serve the series: split it or "
+                    "re-export it from the scanner"
+                )
+                raise IngestError(msg)
+
+
 def pet_info_from_datasets(datasets: Sequence[Dataset]) -> PetInfo:
-    """The `PetInfo` of one PET series from its (header) datasets."""
+    """The `PetInfo` of one PET series from its (header) datasets.
+
+    Raises `IngestError` when an SUV-relevant attribute differs between instances.
+    """
     if not datasets:
         msg = "pet_info_from_datasets: no datasets given"
         raise IngestError(msg)
+    _require_consistent(datasets)
     first = datasets[0]
     acquisitions = [
         t
@@ -154,6 +205,7 @@ def pet_info_from_datasets(datasets: Sequence[Dataset]) -> PetInfo:
         dose = _float(drug.get("RadionuclideTotalDose"))
         name = str(drug.get("Radiopharmaceutical", "") or "")
     weight = _float(first.get("PatientWeight"))
+    size = _float(first.get("PatientSize"))
     return PetInfo(
         units=str(first.get("Units", "")).strip().upper(),
         decay_correction=str(first.get("DecayCorrection", "")).strip().upper(),
@@ -168,6 +220,8 @@ def pet_info_from_datasets(datasets: Sequence[Dataset]) -> PetInfo:
         patient_weight_kg=weight if weight and weight > 0 else None,
         radiopharmaceutical=name,
         philips_suv_scale_factor=_philips_suv_scale(first),
+        patient_size_m=size if size and size > 0 else None,
+        patient_sex=str(first.get("PatientSex", "") or "").strip().upper(),
     )
 
 
@@ -285,3 +339,58 @@ def decay_factor_to(info: PetInfo, reference: datetime) -> float:
     image_time = image_reference_datetime(info)
     seconds = (image_time - reference.replace(tzinfo=None)).total_seconds()
     return math.exp(_LN2 * seconds / _half_life(info))
+
+
+def lean_body_mass_kg(
+    weight_kg: float,
+    height_m: float,
+    sex: str,
+    *,
+    formula: Literal["janmahasatian", "james"] = "janmahasatian",
+) -> float:
+    """Lean body mass (kg) for SUL (PERCIST 1.0 uses SUV normalised to lean body mass).
+
+    Janmahasatian S et al., Clin Pharmacokinet 2005;44:1051: men 9270·W / (6680 + 216·BMI),
+    women 9270·W / (8780 + 244·BMI). James WPT, HMSO 1976: men 1.10·W − 128·(W/H_cm)², women
+    1.07·W − 148·(W/H_cm)² (falls for heavy patients; the reason Janmahasatian is the default).
+    """
+    if not weight_kg > 0 or not height_m > 0:
+        msg = f"lean body mass needs weight_kg and height_m > 0, got {weight_kg}, {height_m}"
+        raise IngestError(msg)
+    sex = sex.strip().upper()
+    if sex not in {"M", "F"}:
+        msg = (
+            f"PatientSex (0010,0040) is {sex!r}; the lean body mass needs M or F: pass the sex "
+            "explicitly"
+        )
+        raise IngestError(msg)
+    if formula == "james":
+        ratio = weight_kg / (height_m * 100.0)
+        return (
+            1.10 * weight_kg - 128.0 * ratio**2
+            if sex == "M"
+            else 1.07 * weight_kg - 148.0 * ratio**2
+        )
+    if formula != "janmahasatian":
+        msg = f"formula must be 'janmahasatian' or 'james', got {formula!r}"
+        raise ValueError(msg)
+    bmi = weight_kg / height_m**2
+    if sex == "M":
+        return 9270.0 * weight_kg / (6680.0 + 216.0 * bmi)
+    return 9270.0 * weight_kg / (8780.0 + 244.0 * bmi)
+
+
+def sul_per_suv(
+    info: PetInfo, *, formula: Literal["janmahasatian", "james"] = "janmahasatian"
+) -> float:
+    """Lean body mass / weight: SUL = SUVbw x this. Raises when weight, height or sex is missing."""
+    if info.patient_weight_kg is None or info.patient_size_m is None:
+        msg = (
+            "PET PatientWeight (0010,1030) or PatientSize (0010,1020) is missing; SUL needs both "
+            "(lean body mass)"
+        )
+        raise IngestError(msg)
+    lbm = lean_body_mass_kg(
+        info.patient_weight_kg, info.patient_size_m, info.patient_sex, formula=formula
+    )
+    return lbm / info.patient_weight_kg

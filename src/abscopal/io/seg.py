@@ -63,13 +63,18 @@ class _Frames:
 
 
 def read_seg(
-    path: Path, *, reference: Grid | None = None, fractional_threshold: float = 0.5
+    path: Path,
+    *,
+    reference: Grid | None = None,
+    fractional_threshold: float = 0.5,
+    series_uid: str | None = None,
 ) -> SegResult:
     """Read a DICOM SEG: one `LesionMask` per segment (lesion_id = TrackingID, else SegmentLabel).
 
     FRACTIONAL segments keep the voxels whose fraction is >= `fractional_threshold`. A `reference`
     on another FrameOfReferenceUID raises `GeometryError`; a SEG whose frames are not on the
-    reference's voxels stays on its own grid (IngestWarning).
+    reference's voxels stays on its own grid (IngestWarning). With `series_uid` (the image it is
+    used with), a SEG whose ReferencedSeriesSequence names other series raises `IngestError`.
     """
     if not 0.0 < fractional_threshold <= 1.0:
         msg = f"fractional_threshold must be in (0, 1], got {fractional_threshold}"
@@ -81,6 +86,7 @@ def read_seg(
             f"Segmentation Storage ({SEG_SOP_CLASS}); pass a DICOM SEG file"
         )
         raise IngestError(msg)
+    _require_series(ds, path, series_uid)
     frame_uid = str(ds.get("FrameOfReferenceUID", "")) or None
     if reference is not None and frame_uid != reference.frame_of_reference_uid:
         msg = (
@@ -124,6 +130,21 @@ def read_seg(
         date=parse_date(ds.get("StudyDate")) or series_date(ds),
         referenced_sop_instance_uids=sops,
     )
+
+
+def _require_series(ds: Dataset, path: Path, series_uid: str | None) -> None:
+    if series_uid is None:
+        return
+    refs = [
+        str(item.get("SeriesInstanceUID", "")) for item in ds.get("ReferencedSeriesSequence", [])
+    ]
+    if refs and series_uid not in refs:
+        msg = (
+            f"{path.name}: ReferencedSeriesSequence (0008,1115) names series {refs}, not the "
+            f"image series {series_uid}; the SEG was drawn on another series: pass that series "
+            "as the image, or register the two and resample the mask"
+        )
+        raise IngestError(msg)
 
 
 def referenced_series_uid(path: Path) -> str | None:
