@@ -60,6 +60,7 @@ def measure_size(mask: LesionMask) -> LesionSize:
     The slice axis of the grid must be the acquisition's slice normal; for an axial series this is
     the axial plane of RECIST.
     """
+    mask = mask.cropped()  # work on the lesion's bounding box, not the scan
     count = mask.voxel_count
     volume_ml = count * mask.grid.voxel_volume_ml
     if count == 0:
@@ -94,6 +95,7 @@ def max_2d_diameter_mesh_mm(mask: LesionMask) -> float:
     pyradiomics compares both kinds, so its value can exceed the RECIST long axis measured on the
     images; `measure_size` keeps to the slices, as a reader does.
     """
+    mask = mask.cropped()  # work on the lesion's bounding box, not the scan
     row_mm, col_mm = mask.grid.spacing_mm[1], mask.grid.spacing_mm[2]
     padded = np.pad(mask.mask, ((1, 1), (0, 0), (0, 0)))
     best = 0.0
@@ -111,6 +113,7 @@ def max_2d_diameter_mesh_mm(mask: LesionMask) -> float:
 
 def max_3d_diameter_mm(mask: LesionMask) -> float:
     """Largest distance between surface-mesh vertices (pyradiomics' Maximum3DDiameter)."""
+    mask = mask.cropped()  # work on the lesion's bounding box, not the scan
     if mask.voxel_count == 0:
         return 0.0
     padded = np.pad(mask.mask.astype(float), 1)
@@ -199,6 +202,7 @@ def values_in_mask(image: Volume, mask: LesionMask) -> NDArray[np.float64]:
 
 def mesh_volume_ml(mask: LesionMask) -> float:
     """Volume enclosed by the marching-cubes surface at the 0.5 level (IBSI "volume (mesh)")."""
+    mask = mask.cropped()  # work on the lesion's bounding box, not the scan
     if mask.voxel_count == 0:
         return 0.0
     padded = np.pad(mask.mask.astype(float), 1)
@@ -323,6 +327,7 @@ def absent(lesion_id: str, *, date: date) -> Measurement:
 
 def describe_lesion(mask: LesionMask, image: Volume | None = None) -> dict[str, float | int | None]:
     """The `abscopal measure --json` record: size (voxels, mL, mm) and image statistics."""
+    mask = mask.cropped()  # work on the lesion's bounding box, not the scan
     size = measure_size(mask)
     stats = None if image is None else intensity_stats(image, mask)
     return {

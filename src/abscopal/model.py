@@ -113,6 +113,29 @@ class LesionMask:
         """LPS mm of every voxel centre in the mask, (n, 3)."""
         return self.grid.voxel_centres_lps(np.argwhere(self.mask))
 
+    def cropped(self, *, pad: int = 1) -> LesionMask:
+        """The same lesion on the sub-grid of its bounding box, `pad` voxels wider where possible.
+
+        Shape metrics then cost what the lesion costs, not what the scan costs.
+        """
+        spans = []
+        for axis in range(3):
+            other = tuple(a for a in range(3) if a != axis)
+            hit = np.flatnonzero(self.mask.any(axis=other))
+            if hit.size == 0:
+                return self
+            spans.append(
+                (max(int(hit[0]) - pad, 0), min(int(hit[-1]) + 1 + pad, self.mask.shape[axis]))
+            )
+        start = (spans[0][0], spans[1][0], spans[2][0])
+        stop = (spans[0][1], spans[1][1], spans[2][1])
+        if start == (0, 0, 0) and stop == self.mask.shape:
+            return self
+        box = tuple(slice(a, b) for a, b in spans)
+        return LesionMask(
+            lesion_id=self.lesion_id, mask=self.mask[box], grid=self.grid.crop(start, stop)
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Lesion:
