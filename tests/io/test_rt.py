@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 
 from abscopal.errors import GeometryError, IngestError, IngestWarning
 from abscopal.geometry import AXIAL, Grid
-from abscopal.io.rt import rasterize, read_rtdose, read_rtstruct
+from abscopal.io.rt import RtDose, rasterize, read_rtdose, read_rtplan, read_rtstruct, sum_rtdoses
+from abscopal.model import Volume
 
 FRAME = "2.25.42"
 
@@ -221,3 +223,48 @@ def test_contour_across_slices_is_refused() -> None:
     sagittal = np.array([[3.0, 2.5, 0.0], [3.0, 6.5, 0.0], [3.0, 6.5, 2.0], [3.0, 2.5, 2.0]])
     with pytest.raises(GeometryError, match="not parallel"):
         rasterize([sagittal], _grid(), frame_of_reference_uid=FRAME)
+
+
+# ---- RTPLAN and summation ----------------------------------------------------------------------
+
+
+def test_rtplan_prescription_fractions_and_beam_dose(dicompyler_dir: Path) -> None:
+    plan = read_rtplan(dicompyler_dir / "rtplan.dcm")
+    assert plan.prescription_gy == 14.0
+    assert plan.fractions == 7
+    assert dict(plan.beam_dose_gy) == {1: 0.5, 2: 0.5, 3: 0.5, 4: 0.5}
+    with pytest.raises(IngestError, match="RT Plan Storage"):
+        read_rtplan(dicompyler_dir / "rtdose.dcm")
+
+
+def test_relative_dose_scaled_by_the_plan_prescription(fixtures_dir: Path) -> None:
+    dose = read_rtdose(fixtures_dir / "pydicom" / "rtdose.dcm", prescription_gy=14.0)
+    assert dose.volume.array.max() == pytest.approx(1.254 * 14.0)
+
+
+def test_missing_grid_scaling_is_refused(fixtures_dir: Path, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(fixtures_dir / "pydicom" / "rtdose.dcm")
+    del ds.DoseGridScaling
+    out = tmp_path / "noscale.dcm"
+    ds.save_as(out)
+    with pytest.raises(IngestError, match=r"noscale\.dcm: DoseGridScaling \(3004,000E\)"):
+        read_rtdose(out, prescription_gy=1.0)
+
+
+def test_sum_of_two_grids_and_fraction_dose(dicompyler_dir: Path) -> None:
+    dose = read_rtdose(dicompyler_dir / "rtdose.dcm")
+    twice = sum_rtdoses([dose, dose])
+    np.testing.assert_allclose(twice.volume.array, 2 * dose.volume.array)
+    fraction = RtDose(volume=dose.volume, summation_type="FRACTION", dose_type="PHYSICAL")
+    with pytest.raises(IngestError, match="FRACTION"):
+        sum_rtdoses([fraction])
+    plan = sum_rtdoses([fraction], fractions=7)
+    np.testing.assert_allclose(plan.volume.array, 7 * dose.volume.array)
+    other = replace(dose.volume.grid, frame_of_reference_uid="2.25.99")
+    moved = RtDose(
+        volume=Volume(array=dose.volume.array, grid=other, modality="RTDOSE", units="GY"),
+        summation_type="PLAN",
+        dose_type="PHYSICAL",
+    )
+    with pytest.raises(GeometryError, match="FrameOfReferenceUID differs"):
+        sum_rtdoses([dose, moved])

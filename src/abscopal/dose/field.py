@@ -6,7 +6,8 @@ threshold is a field of `FieldSettings`, and each result names the rule that dec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,9 +18,11 @@ from abscopal.geometry import Grid, require_same_frame
 from abscopal.model import FieldStatus, LesionMask
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from numpy.typing import NDArray
+
+    from abscopal.dose.dvh import StructureDvh
 
 # Worst first, for several courses without a common frame (CLINICAL.md §8.1, "Several courses").
 _SEVERITY = (
@@ -195,3 +198,217 @@ def _distance_text(distance_mm: float | None) -> str:
     if distance_mm is None:
         return "distance to the PTV unknown"
     return f"{distance_mm:.0f} mm from the PTV"
+
+
+# ---------------------------------------------------------------- DOSIMETRY.md §8.3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FieldThresholds:
+    """Thresholds of DOSIMETRY.md §8.3 (project defaults); echoed in every result."""
+
+    out_max_gy: float = 1.0
+    threshold_quantity: str = "physical"
+    ebrt_in_isodose_fraction: float = 0.5
+    in_overlap_fraction: float = 0.5
+    y90_min_distance_mm: float = 10.0
+    y90_margin_mm: float = 11.0  # 99.6 % of the beta energy lies within 11 mm
+    y90_noise_floor_sd: float = 3.0  # floor = background mean + 3 SD
+    y90_background_distance_mm: float = 30.0
+    lungs_loaded_if_lsf_above: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DoseFieldStatus:
+    """A §8.3 status with the numbers and thresholds behind it."""
+
+    field: FieldStatus
+    rule: str
+    reason: str
+    distance_mm: float | None = None
+    dose_mean_gy: float | None = None
+    dose_bound_gy: float | None = None
+    grid_coverage: float | None = None
+    noise_floor_bq_ml: float | None = None
+    thresholds: FieldThresholds = dataclass_field(default_factory=FieldThresholds)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dict, thresholds included."""
+        out = asdict(self)
+        out["field"] = str(self.field)
+        return out
+
+
+def ebrt_coverage_status(
+    dvh: StructureDvh, *, prescription_gy: float, thresholds: FieldThresholds | None = None
+) -> DoseFieldStatus:
+    """EBRT rules of §8.3 from a lesion's DVH: outside_grid, in_field, out_of_field, uncertain, low_dose.
+
+    `in_field` needs the volume at ≥ `ebrt_in_isodose_fraction` × prescription; it is computed
+    from the DVH's V_x when present, else from D98/D50/D2 bounds is not attempted: pass
+    `vx_thresholds_gy` with that isodose in the DVH options.
+    """
+    t = thresholds or FieldThresholds()
+    isodose = t.ebrt_in_isodose_fraction * prescription_gy
+
+    def result(status: FieldStatus, rule: str, reason: str, bound: float | None) -> DoseFieldStatus:
+        return DoseFieldStatus(
+            field=status,
+            rule=rule,
+            reason=f"{rule}: {reason}",
+            dose_mean_gy=dvh.dose_mean_gy,
+            dose_bound_gy=bound,
+            grid_coverage=dvh.grid_coverage,
+            thresholds=t,
+        )
+
+    boundary = dvh.max_boundary_dose_gy
+    if dvh.grid_coverage == 0 or dvh.dose_mean_gy is None:
+        why = f"no part of the lesion lies in the dose grid; dose ≤ {boundary:.2f} Gy at its faces"
+        return result(FieldStatus.OUTSIDE_GRID, "E-grid", why, boundary)
+    in_ml = next((v for x, v in dvh.vx_ml.items() if abs(x - isodose) <= 1e-9), None)
+    if in_ml is None:
+        in_ml = (
+            dvh.volume_in_grid_ml
+            if dvh.dose_min_gy is not None and dvh.dose_min_gy >= isodose
+            else 0.0
+        )
+        lo, hi = dvh.dose_min_gy, dvh.dose_max_gy
+        if lo is not None and hi is not None and lo < isodose <= hi:
+            msg = f"V{isodose:g}Gy is needed: add {isodose:g} to DvhOptions.vx_thresholds_gy"
+            raise ValueError(msg)
+    share = in_ml / dvh.volume_ml
+    if share >= t.in_overlap_fraction:
+        why = f"{100 * share:.0f} % of the lesion ≥ {isodose:g} Gy (in-field isodose)"
+        return result(FieldStatus.IN_FIELD, "E-in", why, dvh.dose_mean_upper_gy)
+    mean = dvh.dose_mean_gy
+    if mean < t.out_max_gy and (dvh.grid_coverage >= 1.0 or boundary < t.out_max_gy):
+        why = f"covered Dmean {mean:.2f} Gy < {t.out_max_gy} Gy; boundary {boundary:.2f} Gy"
+        return result(FieldStatus.OUT_OF_FIELD, "E-out", why, dvh.dose_mean_upper_gy)
+    if mean < t.out_max_gy:
+        why = f"covered Dmean {mean:.2f} Gy but grid boundary {boundary:.2f} Gy ≥ {t.out_max_gy} Gy"
+        return result(FieldStatus.UNCERTAIN, "E-unc", why, dvh.dose_mean_upper_gy)
+    why = f"covered Dmean {mean:.2f} Gy ≥ {t.out_max_gy} Gy, below the in-field isodose"
+    return result(FieldStatus.LOW_DOSE, "E-low", why, dvh.dose_mean_upper_gy)
+
+
+def gap_mm(lesion: NDArray[np.bool_], region: NDArray[np.bool_], grid: Grid) -> float:
+    """Surface gap (mm) between two masks on one grid (DOSIMETRY §8.3 `distance_mm`).
+
+    The nearest pair of voxel centres (EDT of the region's complement read at the lesion), at
+    distance d along u, gives `max(0, d − (w(u) + w(u))/2)` with `w(u) = Σ|u_a|·s_a`; 0 when they
+    overlap or touch; inf when the region is empty.
+    """
+    if not region.any():
+        return float("inf")
+    if not lesion.any():
+        msg = "gap_mm: the lesion mask is empty"
+        raise ValueError(msg)
+    if (lesion & region).any():
+        return 0.0
+    spacing = np.asarray(grid.spacing_mm, dtype=float)
+    distance, indices = ndimage.distance_transform_edt(
+        ~region, sampling=grid.spacing_mm, return_indices=True
+    )
+    points = np.argwhere(lesion)
+    d = distance[tuple(points.T)]
+    best = int(np.argmin(d))
+    source = points[best]
+    target = indices[(slice(None), *source)]
+    delta = (np.asarray(target) - source) * spacing
+    length = float(np.linalg.norm(delta))
+    u = delta / length
+    width = float(np.sum(np.abs(u) * spacing))
+    return max(0.0, length - width)
+
+
+def noise_floor_bq_ml(
+    activity: NDArray[np.float64],
+    grid: Grid,
+    *,
+    background: NDArray[np.bool_] | None = None,
+    perfused: NDArray[np.bool_] | None = None,
+    thresholds: FieldThresholds | None = None,
+) -> float:
+    """Background mean + n·SD of activity concentration (§8.3 `y90_noise_floor`).
+
+    The background VOI is given, else every voxel ≥ `y90_background_distance_mm` from the
+    perfused region (or from the hottest 1 % of voxels when no perfused mask is given).
+    """
+    t = thresholds or FieldThresholds()
+    if background is None:
+        seed = perfused
+        if seed is None or not seed.any():
+            seed = activity >= np.quantile(activity, 0.99)
+        far = ndimage.distance_transform_edt(~seed, sampling=grid.spacing_mm)
+        background = far >= t.y90_background_distance_mm
+    values = activity[background]
+    if values.size < 2:  # an SD needs two voxels
+        msg = "noise floor: the background VOI has fewer than 2 voxels; pass a background mask"
+        raise ValueError(msg)
+    return float(values.mean() + t.y90_noise_floor_sd * values.std())
+
+
+def y90_region_status(
+    lesion: NDArray[np.bool_],
+    loaded: NDArray[np.bool_],
+    grid: Grid,
+    *,
+    reference_dose_gy: float,
+    f_planar: Callable[[float], float],
+    imaging_available: bool = True,
+    noise_floor: float | None = None,
+    thresholds: FieldThresholds | None = None,
+) -> DoseFieldStatus:
+    """Y-90 rules of §8.3: in_field, out_of_field (gap and physical bound), low_dose, uncertain.
+
+    `loaded` = perfused mask ∪ {activity > noise floor} ∪ lungs (LSF above the threshold) ∪ any
+    extrahepatic uptake, built by the caller; bound = D_ref·f_planar(gap).
+    """
+    t = thresholds or FieldThresholds()
+
+    def result(
+        status: FieldStatus, rule: str, reason: str, **numbers: float | None
+    ) -> DoseFieldStatus:
+        return DoseFieldStatus(
+            field=status,
+            rule=rule,
+            reason=f"{rule}: {reason}",
+            noise_floor_bq_ml=noise_floor,
+            thresholds=t,
+            **numbers,
+        )
+
+    if not imaging_available:
+        return result(FieldStatus.UNCERTAIN, "Y-img", "no quantitative image and no perfused mask")
+    share = float((lesion & loaded).sum()) / float(lesion.sum())
+    gap = gap_mm(lesion, loaded, grid)
+    if share >= t.in_overlap_fraction:
+        why = f"{100 * share:.0f} % of the lesion inside the loaded region"
+        return result(FieldStatus.IN_FIELD, "Y-in", why, distance_mm=gap)
+    bound = reference_dose_gy * f_planar(gap) if np.isfinite(gap) else 0.0
+    numbers = {"distance_mm": gap, "dose_bound_gy": bound}
+    if gap >= t.y90_min_distance_mm and bound < t.out_max_gy:
+        why = f"{gap:.1f} mm from the loaded region, bound {bound:.3f} Gy < {t.out_max_gy} Gy"
+        return result(FieldStatus.OUT_OF_FIELD, "Y-out", why, **numbers)
+    if bound >= t.out_max_gy:
+        why = f"{gap:.1f} mm from the loaded region, bound {bound:.2f} Gy ≥ {t.out_max_gy} Gy"
+        return result(FieldStatus.LOW_DOSE, "Y-low", why, **numbers)
+    why = f"{gap:.1f} mm from the loaded region, closer than {t.y90_min_distance_mm} mm"
+    return result(FieldStatus.UNCERTAIN, "Y-unc", why, **numbers)
+
+
+def activity_reaches_margin(
+    lesion: NDArray[np.bool_],
+    activity: NDArray[np.float64],
+    grid: Grid,
+    *,
+    noise_floor: float,
+    margin_mm: float,
+) -> bool:
+    """True when a voxel above the noise floor lies in the lesion or within `margin_mm` of it."""
+    hot = activity > noise_floor
+    if not hot.any():
+        return False
+    near = ndimage.distance_transform_edt(~lesion, sampling=grid.spacing_mm) <= margin_mm
+    return bool((hot & near).any())

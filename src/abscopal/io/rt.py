@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 RTDOSE_SOP_CLASS: Final = "1.2.840.10008.5.1.4.1.1.481.2"
 RTSTRUCT_SOP_CLASS: Final = "1.2.840.10008.5.1.4.1.1.481.3"
+RTPLAN_SOP_CLASS: Final = "1.2.840.10008.5.1.4.1.1.481.5"
 _OFFSET_TOL_MM: Final = 0.01  # GridFrameOffsetVector values that agree within this are equal
 _PLANE_TOL_MM: Final = 0.01  # contour points within this along the normal share a plane
 
@@ -106,6 +107,12 @@ def read_rtdose(path: Path, *, prescription_gy: float | None = None) -> RtDose:
         raise IngestError(msg)
     grid = _dose_grid(ds, path)
     pixels = np.asarray(ds.pixel_array, dtype=np.float64).reshape(grid.shape)
+    if not np.all(np.isfinite(pixels)):
+        msg = (
+            f"{path.name}: PixelData (7FE0,0010) holds NaN or infinite dose values; "
+            "re-export the RTDOSE from the planning system"
+        )
+        raise IngestError(msg)
     dose = pixels * float(scaling) * to_gy
     logger.info("RTDOSE grid %s voxels of %.1f x %.1f x %.1f mm", grid.shape, *grid.spacing_mm)
     volume = Volume(
@@ -302,3 +309,97 @@ def _inside(polygon: NDArray[np.float64], shape: tuple[int, int]) -> NDArray[np.
     inside = PolygonPath(polygon, closed=False).contains_points(centres)
     out[lo[0] : hi[0], lo[1] : hi[1]] = inside.reshape(jj.shape)
     return out
+
+
+# ---- RTPLAN and dose summation ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RtPlan:
+    """Prescription and fractionation of an RTPLAN (first fraction group)."""
+
+    prescription_gy: float | None  # TargetPrescriptionDose (300A,0026) of a TARGET reference
+    fractions: int | None  # NumberOfFractionsPlanned (300A,0078)
+    beam_dose_gy: Mapping[int, float] = field(default_factory=dict)  # per fraction, by beam
+    frame_of_reference_uid: str | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beam_dose_gy", MappingProxyType(dict(self.beam_dose_gy)))
+
+
+def read_rtplan(path: Path) -> RtPlan:
+    """Prescription dose, planned fractions and per-beam dose (where present) of an RTPLAN."""
+    ds = read_dataset(path)
+    _require_sop(ds, path, RTPLAN_SOP_CLASS, "RT Plan Storage")
+    prescription = None
+    for item in ds.get("DoseReferenceSequence", []):
+        value = item.get("TargetPrescriptionDose")
+        if value is not None and str(item.get("DoseReferenceType", "TARGET")).upper() == "TARGET":
+            prescription = max(prescription or 0.0, float(value))
+    fractions = None
+    beams: dict[int, float] = {}
+    groups = ds.get("FractionGroupSequence", [])
+    if groups:
+        planned = groups[0].get("NumberOfFractionsPlanned")
+        fractions = int(planned) if planned not in (None, "") else None
+        for beam in groups[0].get("ReferencedBeamSequence", []):
+            if beam.get("BeamDose") not in (None, ""):
+                beams[int(beam.ReferencedBeamNumber)] = float(beam.BeamDose)
+    if prescription is not None and not prescription > 0:
+        msg = f"{path.name}: TargetPrescriptionDose (300A,0026) is {prescription}; expected > 0"
+        raise IngestError(msg)
+    return RtPlan(
+        prescription_gy=prescription,
+        fractions=fractions,
+        beam_dose_gy=beams,
+        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")) or None,
+        label=str(ds.get("RTPlanLabel", "")),
+    )
+
+
+def sum_rtdoses(doses: Sequence[RtDose], *, fractions: int | None = None) -> RtDose:
+    """Sum RTDOSE grids of one frame of reference onto the first grid (trilinear, 0 outside).
+
+    FRACTION doses are multiplied by `fractions` (the plan's NumberOfFractionsPlanned) first;
+    mixing FRACTION and other summation types without it raises.
+    """
+    from abscopal.geometry import resample
+
+    if not doses:
+        msg = "sum_rtdoses needs at least one RTDOSE"
+        raise ValueError(msg)
+    target = doses[0].volume.grid
+    total = np.zeros(target.shape)
+    for dose in doses:
+        require_same_frame(target, dose.volume.grid, what="summing RTDOSE grids")
+        scale = 1.0
+        if dose.summation_type == "FRACTION":
+            if fractions is None:
+                msg = (
+                    "an RTDOSE has DoseSummationType (3004,000A) FRACTION; pass fractions= "
+                    "(NumberOfFractionsPlanned of the RTPLAN) to sum it with plan doses"
+                )
+                raise IngestError(msg)
+            scale = float(fractions)
+        grid = dose.volume.grid
+        values = (
+            dose.volume.array
+            if grid.same_geometry(target, tol_mm=1e-6)
+            else resample(dose.volume.array, grid, target, order=1, outside=0.0)
+        )
+        total += scale * values
+    first = doses[0].volume
+    volume = Volume(
+        array=total,
+        grid=target,
+        modality="RTDOSE",
+        units="GY",
+        acquisition_date=first.acquisition_date,
+        series_uid=first.series_uid,
+    )
+    kinds = {d.summation_type for d in doses}
+    summation = "PLAN" if len(doses) > 1 and kinds <= {"FRACTION", "BEAM"} else "MULTI_PLAN"
+    if len(doses) == 1:
+        summation = "PLAN" if kinds == {"FRACTION"} else doses[0].summation_type
+    return RtDose(volume=volume, summation_type=summation, dose_type=doses[0].dose_type)
