@@ -28,10 +28,13 @@ from abscopal.dose.ebrt import dose_in_mask
 from abscopal.dose.field import (
     FieldSettings,
     LesionField,
+    activity_reaches_margin,
     classify_ebrt,
     classify_y90,
     distance_to_ptv_mm,
+    mask_on_grid,
     min_distance_mm,
+    noise_floor_bq_ml,
     ptv_overlap_voxels,
     worst,
 )
@@ -493,7 +496,7 @@ def _ebrt_field(
 
 
 def _y90_field(lesion: Lesion, y: Y90Inputs, inputs: PatientInputs, s: Settings) -> LesionField:
-    dose_mean = dose_max = None
+    dose_mean = dose_max = near = None
     unknown = "the lesion has no mask on the post-treatment image's frame of reference"
     if y.activity_at_admin is not None:
         frame = y.activity_at_admin.grid.frame_of_reference_uid
@@ -504,6 +507,14 @@ def _y90_field(lesion: Lesion, y: Y90Inputs, inputs: PatientInputs, s: Settings)
             if stats.fraction_in_grid > 0:  # the imaged part of the lesion shows what was deposited
                 dose_mean = stats.dose_mean_gy or stats.dose_mean_in_grid_gy
                 dose_max = stats.dose_max_gy
+                act = y.activity_at_admin
+                near = activity_reaches_margin(
+                    mask_on_grid(mask, act.grid),
+                    act.array,
+                    act.grid,
+                    noise_floor=noise_floor_bq_ml(act.array, act.grid),
+                    margin_mm=s.field_rules.y90_margin_mm,
+                )
     return classify_y90(
         lesion_id=lesion.lesion_id,
         therapy_id=y.therapy.therapy_id,
@@ -511,6 +522,7 @@ def _y90_field(lesion: Lesion, y: Y90Inputs, inputs: PatientInputs, s: Settings)
         imaging_available=y.activity_at_admin is not None,
         dose_mean_gy=dose_mean,
         dose_max_gy=dose_max,
+        activity_near=near,
         unknown_reason=unknown,
         settings=s.field_rules,
     )

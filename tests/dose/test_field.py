@@ -130,3 +130,36 @@ def test_worst_status_of_several_courses() -> None:
         min_distance_to_ptv_mm=None,
     )
     assert worst([make("out"), make("low")]).field is FieldStatus.LOW_DOSE
+
+
+def test_y90_activity_within_the_margin_is_uncertain() -> None:
+    """Y2: activity above the noise floor within 11 mm of a bone lesion leaves deposition possible."""
+
+    def y90(near: bool | None) -> FieldStatus:
+        return classify_y90(
+            lesion_id="L",
+            therapy_id="Y",
+            organ="rib",
+            imaging_available=True,
+            dose_mean_gy=0.2,
+            activity_near=near,
+        ).field
+
+    assert y90(True) is FieldStatus.UNCERTAIN
+    assert y90(False) is FieldStatus.OUT_OF_FIELD
+    assert y90(None) is FieldStatus.OUT_OF_FIELD  # not checked: the dose rule alone
+
+
+def test_activity_reaches_margin_on_a_grid() -> None:
+    from abscopal.dose.field import activity_reaches_margin, mask_on_grid
+
+    activity = np.zeros(GRID.shape)
+    activity[10, 10, 10] = 1000.0
+    near = box_mask((10, 10, 14), (11, 11, 15))  # 4 voxels = 8 mm away
+    far = box_mask((10, 10, 20), (11, 11, 21))  # 20 mm away
+    for lesion, expected in ((near, True), (far, False)):
+        on_grid = mask_on_grid(lesion, GRID)
+        assert (
+            activity_reaches_margin(on_grid, activity, GRID, noise_floor=1.0, margin_mm=11.0)
+            is expected
+        )

@@ -44,6 +44,9 @@ class FieldSettings:
     low_dose_max_gy: float = 20.0  # F4 published upper bound, Menon 2019
     strict_distance_mm: float = 100.0  # Tomaciello 2023
     y90_activity_min_gy: float = 1.0  # Y1/Y2: LDM dose that counts as "activity at the lesion"
+    y90_margin_mm: float = (
+        11.0  # Y2: 99.6 % of the Y-90 beta energy lies within 11 mm (DOSIMETRY §2)
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,15 +150,18 @@ def classify_y90(
     imaging_available: bool,
     dose_mean_gy: float | None,
     dose_max_gy: float | None = None,
+    activity_near: bool | None = None,
     unknown_reason: str = "the lesion has no mask on the post-treatment image's frame of reference",
     settings: FieldSettings | None = None,
 ) -> LesionField:
     """Rules Y1–Y3 for one lesion and one Y-90 treatment.
 
     "Covered by activity" means an LDM mean dose of at least `y90_activity_min_gy` from the
-    post-treatment image. When the dose at the lesion is unknown (no mask on the image's frame, or
-    the lesion lies outside the imaged field of view) pass `dose_mean_gy=None` and say why in
-    `unknown_reason`: deposition is then not excluded (Y2).
+    post-treatment image. `activity_near` says whether activity above the image's noise floor lies
+    in the lesion or within `y90_margin_mm` of it (`activity_reaches_margin`); such a lesion that
+    is not covered is `uncertain`, since imaging blur and the beta range leave deposition possible.
+    When the dose at the lesion is unknown (no mask on the image's frame, or the lesion lies outside
+    the imaged field of view) pass `dose_mean_gy=None` and say why in `unknown_reason` (Y2).
     """
     s = settings or FieldSettings()
 
@@ -177,13 +183,28 @@ def classify_y90(
     if dose_mean_gy is None:
         return result(FieldStatus.UNCERTAIN, "Y2", unknown_reason)
     ldm = f"LDM Dmean {dose_mean_gy:.2f} Gy"
-    if dose_mean_gy >= s.y90_activity_min_gy:
-        if hepatic:
-            return result(FieldStatus.IN_FIELD, "Y1", f"covered by Y-90 activity ({ldm})")
+    covered = dose_mean_gy >= s.y90_activity_min_gy
+    if covered and hepatic:
+        return result(FieldStatus.IN_FIELD, "Y1", f"covered by Y-90 activity ({ldm})")
+    if covered:
         return result(FieldStatus.UNCERTAIN, "Y2", f"extrahepatic activity at the lesion ({ldm})")
+    if activity_near:
+        why = f"activity above the noise floor within {s.y90_margin_mm:g} mm of the lesion ({ldm})"
+        return result(FieldStatus.UNCERTAIN, "Y2", why)
     where = "in an untreated liver territory" if hepatic else "extrahepatic"
-    why = f"{where}, no activity at the lesion on post-treatment imaging ({ldm} < {s.y90_activity_min_gy} Gy)"
+    near = "" if activity_near is None else f" or within {s.y90_margin_mm:g} mm"
+    why = f"{where}, no activity at the lesion{near} on post-treatment imaging ({ldm} < {s.y90_activity_min_gy} Gy)"
     return result(FieldStatus.OUT_OF_FIELD, "Y3", why)
+
+
+def mask_on_grid(mask: LesionMask, grid: Grid) -> NDArray[np.bool_]:
+    """The lesion as a boolean array on `grid` (nearest voxel of each lesion voxel centre)."""
+    require_same_frame(grid, mask.grid, what=f"lesion {mask.lesion_id} on the image grid")
+    index = np.rint(grid.lps_to_index(mask.points_lps())).astype(int)
+    inside = np.all((index >= 0) & (index < np.asarray(grid.shape)), axis=1)
+    out = np.zeros(grid.shape, dtype=bool)
+    out[tuple(index[inside].T)] = True
+    return out
 
 
 def worst(fields: Sequence[LesionField]) -> LesionField:
