@@ -118,3 +118,22 @@ def test_other_local_therapy_and_birth_date(tmp_path: Path) -> None:
     assert (other.kind, other.target_lesion_ids) == ("ablation", ("B1",))
     with pytest.raises(ValueError, match="before birth_date"):
         read_manifest(write(tmp_path, text)).to_patient((date(1949, 1, 1),))
+
+
+def test_readme_manifest_example_validates() -> None:
+    """The example a new user copies from the README is a valid manifest."""
+    import re
+
+    import yaml
+
+    from abscopal.io.manifest import Manifest
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", readme, re.S)
+    assert example is not None
+    manifest = Manifest.model_validate(yaml.safe_load(example.group(1)))
+    assert [t.type for t in manifest.local_therapies] == [
+        "radioembolization",
+        "radiation",
+        "ablation",
+    ]
