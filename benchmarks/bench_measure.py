@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _peer import median_seconds, peer_python, report
 from scipy.spatial.distance import pdist
 from skimage.measure import marching_cubes
 
-from _peer import median_seconds, peer_python, report
 from abscopal.io.image import read_image, read_mask
 from abscopal.measure import describe_lesion
 
@@ -58,6 +58,7 @@ def _fallback(image_path: Path, mask_path: Path) -> float:
 
 
 def main() -> int:
+    """Measure lung1 and lung2 with both tools and print the ratios."""
     python = peer_python("pyradiomics", PEER_STEPS)
     for case in ("lung1", "lung2"):
         image_path, mask_path = DATA / f"{case}_image.nrrd", DATA / f"{case}_label.nrrd"

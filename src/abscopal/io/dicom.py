@@ -326,15 +326,7 @@ def load_series(series: DicomSeries) -> Volume:
         )
         raise IngestError(msg)
     files = list(series.files)
-    datasets = [read_dataset(path) for path in files]
-    for ds, path in zip(datasets, files, strict=True):
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-            msg = (
-                f"{path.name}: multi-frame image (NumberOfFrames {ds.NumberOfFrames}); only "
-                "single-frame series are supported, export the series as single-frame images"
-            )
-            raise IngestError(msg)
-        require_valid_image(ds, path)
+    datasets, array = _read_slices(files)
     _check_same([ds.ImageOrientationPatient for ds in datasets], files, "orientation", uid)
     _check_same([(ds.Rows, ds.Columns) for ds in datasets], files, "matrix size", uid)
     _check_same([ds.PixelSpacing for ds in datasets], files, "PixelSpacing", uid)
@@ -358,7 +350,7 @@ def load_series(series: DicomSeries) -> Volume:
         files=files,
         uid=uid,
     )
-    array = np.stack([_rescaled(datasets[n], files[n]) for n in kept]).astype(np.float32)
+    array = _in_order(array, kept)
     first = datasets[kept[0]]
     pixel = [float(v) for v in first.PixelSpacing]
     frame = frames.pop() or None
@@ -454,6 +446,55 @@ def _slice_spacing(
         )
         raise IngestError(msg)
     return spacing
+
+
+def _read_slices(files: list[Path]) -> tuple[list[Dataset], NDArray[np.float32]]:
+    """Headers and rescaled pixels of every file, each file read once.
+
+    Pixels go straight into one float32 array (file order) and leave the dataset, so the peak
+    memory is the final array plus one slice.
+    """
+    datasets: list[Dataset] = []
+    array: NDArray[np.float32] | None = None
+    for n, path in enumerate(files):
+        ds = read_dataset(path)
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            msg = (
+                f"{path.name}: multi-frame image (NumberOfFrames {ds.NumberOfFrames}); only "
+                "single-frame series are supported, export the series as single-frame images"
+            )
+            raise IngestError(msg)
+        require_valid_image(ds, path)
+        if array is None:
+            array = np.empty((len(files), int(ds.Rows), int(ds.Columns)), dtype=np.float32)
+        if (int(ds.Rows), int(ds.Columns)) != array.shape[1:]:
+            _check_same([(d.Rows, d.Columns) for d in (*datasets, ds)], files[: n + 1], "matrix size", "")
+        array[n] = _rescaled(ds, path)
+        del ds.PixelData  # the pixels live in `array` now
+        datasets.append(ds)
+    assert array is not None  # files is never empty for an indexed series
+    return datasets, array
+
+
+def _in_order(array: NDArray[np.float32], kept: list[int]) -> NDArray[np.float32]:
+    """Rows `kept` of `array`, in that order, permuted in place (no second copy of the series)."""
+    order = list(kept) + [n for n in range(len(array)) if n not in set(kept)]
+    done = [False] * len(order)
+    for start in range(len(order)):  # follow each cycle of the permutation with one spare slice
+        if done[start] or order[start] == start:
+            done[start] = True
+            continue
+        spare = array[start].copy()
+        i = start
+        while True:
+            done[i] = True
+            j = order[i]
+            if j == start:
+                array[i] = spare
+                break
+            array[i] = array[j]
+            i = j
+    return array[: len(kept)]
 
 
 def _rescaled(ds: Dataset, path: Path) -> NDArray[np.float64]:
