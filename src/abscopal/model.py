@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 Day = date  # for annotations inside records that have a field named `date`
 
 
-class _Vocabulary(StrEnum):
+class Vocabulary(StrEnum):
     """A StrEnum whose error lists the accepted values."""
 
     @classmethod
@@ -32,7 +32,7 @@ class _Vocabulary(StrEnum):
         raise ValueError(msg)
 
 
-class LesionKind(_Vocabulary):
+class LesionKind(Vocabulary):
     """Lesion kinds of the measurement table (DESIGN.md); lytic, blastic and mixed are bone."""
 
     SOFT_TISSUE = "soft_tissue"
@@ -48,7 +48,7 @@ class LesionKind(_Vocabulary):
         return self in {LesionKind.LYTIC, LesionKind.BLASTIC, LesionKind.MIXED}
 
 
-class DrugClass(_Vocabulary):
+class DrugClass(Vocabulary):
     """Systemic therapy classes (CLINICAL.md §8.4)."""
 
     IMMUNOTHERAPY = "immunotherapy"
@@ -61,7 +61,7 @@ class DrugClass(_Vocabulary):
     OTHER = "other"
 
 
-class FieldStatus(_Vocabulary):
+class FieldStatus(Vocabulary):
     """Field status of a lesion for a local therapy (CLINICAL.md §8.1); the `--json` strings."""
 
     IN_FIELD = "in_field"
