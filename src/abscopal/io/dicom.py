@@ -468,7 +468,9 @@ def _read_slices(files: list[Path]) -> tuple[list[Dataset], NDArray[np.float32]]
         if array is None:
             array = np.empty((len(files), int(ds.Rows), int(ds.Columns)), dtype=np.float32)
         if (int(ds.Rows), int(ds.Columns)) != array.shape[1:]:
-            _check_same([(d.Rows, d.Columns) for d in (*datasets, ds)], files[: n + 1], "matrix size", "")
+            _check_same(
+                [(d.Rows, d.Columns) for d in (*datasets, ds)], files[: n + 1], "matrix size", ""
+            )
         array[n] = _rescaled(ds, path)
         del ds.PixelData  # the pixels live in `array` now
         datasets.append(ds)
