@@ -11,6 +11,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from decimal import Decimal
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,7 @@ from abscopal.model import (
     Radioembolization,
     Volume,
 )
+from abscopal.readings import BoneSign, LesionReading, LesionStatus, PatientSeries
 from abscopal.units import pct_change
 
 if TYPE_CHECKING:
@@ -550,10 +552,102 @@ def _jsonable(value: object) -> object:
     return str(value)
 
 
+CRITERIA_IN_RESULTS = ("recist11", "mda")  # size-based for all lesions; MD Anderson for bone
+
+
+def patient_series(analysis: PatientAnalysis) -> PatientSeries | None:
+    """The measured lesions as criteria readings, from the last scan before the first therapy.
+
+    A lytic or mixed lesion's segmented long axis stands for its soft-tissue component (the SEG
+    does not separate them), its short axis for the MD Anderson perpendicular diameter, and a rise
+    of its sclerotic fraction (CLINICAL §7: fill-in or sclerosis) for the MDA fill-in sign.
+    """
+    therapies = analysis.patient.timeline.local_therapies
+    if not therapies:
+        return None
+    t0 = min(t.t0 for t in therapies)
+    dates = sorted({m.date for ms in analysis.measurements.values() for m in ms})
+    before = [d for d in dates if d < t0]
+    if not before:
+        return None
+    baseline = before[-1]
+    s = analysis.settings.abscopal
+    readings = []
+    for lesion in analysis.patient.lesions:
+        series = {m.date: m for m in analysis.measurements[lesion.lesion_id]}
+        base = series.get(baseline)
+        for day in (d for d in dates if d >= baseline):
+            m = series[day]
+            if not m.present and (base is None or not base.present) and day == baseline:
+                continue  # not there yet: it enters as a new lesion when it appears
+            signs: frozenset[BoneSign] = frozenset()
+            if base is not None and base.present and lesion.kind.value in {"lytic", "mixed"}:
+                rise = (m.sclerotic_fraction or 0.0) - (base.sclerotic_fraction or 0.0)
+                if (
+                    m.present
+                    and rise >= s.sclerosis_increase
+                    and (m.sclerotic_fraction or 0) >= s.sclerosis_min
+                ):
+                    signs = frozenset({BoneSign.FILL_IN})
+            ld = Decimal(f"{m.diameter_long_mm:.1f}")
+            readings.append(
+                LesionReading(
+                    lesion_id=lesion.lesion_id,
+                    date=day,
+                    organ=lesion.organ,
+                    kind=lesion.kind,
+                    status=LesionStatus.PRESENT if m.present else LesionStatus.ABSENT,
+                    diameter_long_mm=ld if m.present else None,
+                    diameter_short_mm=Decimal(f"{m.diameter_short_mm:.1f}") if m.present else None,
+                    diameter_perp_mm=Decimal(f"{m.diameter_short_mm:.1f}") if m.present else None,
+                    soft_tissue_long_mm=ld
+                    if m.present and lesion.kind.value in {"lytic", "mixed"}
+                    else None,
+                    bone_signs=signs,
+                )
+            )
+    return PatientSeries(
+        patient_id=analysis.patient.patient_id,
+        readings=tuple(readings),
+        baseline_date=baseline,
+        therapy_start=t0,
+    )
+
+
+def criteria_results(analysis: PatientAnalysis) -> dict[str, Any]:
+    """RECIST 1.1 and MD Anderson on all lesions and on the out-of-field ones only (§8.2)."""
+    from abscopal.criteria import CRITERIA
+
+    series = patient_series(analysis)
+    if series is None:
+        return {}
+    outside = [i for i, f in analysis.fields.items() if f.field is not FieldStatus.IN_FIELD]
+    out: dict[str, Any] = {}
+    for key in CRITERIA_IN_RESULTS:
+        criterion = CRITERIA[key]
+        out[key] = {}
+        for subset, ids in (("all_lesions", None), ("out_of_field", outside)):
+            assessed = criterion.assess(series, lesion_ids=ids)
+            out[key][subset] = {
+                "best_response": assessed.best_response.category.value,
+                "timepoints": [
+                    {
+                        "date": a.date.isoformat(),
+                        "category": a.category.value,
+                        "rules": list(a.rules),
+                        "ne_reason": a.ne_reason,
+                    }
+                    for a in assessed.timepoints
+                ],
+            }
+    return out
+
+
 def result_dict(analysis: PatientAnalysis, inputs: PatientInputs) -> dict[str, Any]:
     """The JSON result of one patient: the keys of `abscopal analyze --json` and more."""
     findings = {f.lesion_id: f for f in analysis.findings}
     verdict = analysis.verdict
+    criteria = criteria_results(analysis)
     timeline = analysis.patient.timeline
     return {
         "patient_id": analysis.patient.patient_id,
@@ -576,7 +670,11 @@ def result_dict(analysis: PatientAnalysis, inputs: PatientInputs) -> dict[str, A
             "reasons": list(verdict.reasons),
             "abscopal_response": verdict.abscopal_response,
             "out_of_field_response_rate": verdict.out_of_field_response_rate,
+            "out_of_field_best_response": {
+                key: value["out_of_field"]["best_response"] for key, value in criteria.items()
+            },
         },
+        "criteria": criteria,
         "timeline": {
             "local_therapies": [_therapy_dict(t) for t in timeline.local_therapies],
             "systemic_therapies": [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from abscopal.cli import analyze, criteria, demo, dvh, measure, suv, synth, y90  # noqa: F401  (registers the commands)
+from abscopal.cli import analyze, cohort, criteria, demo, dvh, measure, suv, synth, y90  # noqa: F401  (registers the commands)
 from abscopal.cli._app import app
 from abscopal.errors import AbscopalError
 

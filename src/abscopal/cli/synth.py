@@ -19,6 +19,25 @@ def synth(
         str | None, typer.Option("--scenario", help="One scenario a–g for every patient.")
     ] = None,
     size: Annotated[str, typer.Option("--size", help="small (tests) or full (512×512).")] = "small",
+    incidence: Annotated[
+        float | None,
+        typer.Option(
+            "--incidence",
+            min=0.0,
+            max=1.0,
+            help="Draw a cohort: each patient is an abscopal responder with this probability.",
+        ),
+    ] = None,
+    early_fraction: Annotated[
+        float,
+        typer.Option(
+            "--early-fraction",
+            min=0.0,
+            max=1.0,
+            help="With --incidence: share of responders responding on day 91 (else day 182).",
+        ),
+    ] = 0.5,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Processes writing patients.")] = 1,
     as_json: JsonFlag = False,
 ) -> None:
     from abscopal.synth import SCENARIOS, synthesize
@@ -30,6 +49,22 @@ def synth(
         msg = f"--size must be 'small' or 'full', got {size!r}"
         raise typer.BadParameter(msg)
     chosen: Literal["small", "full"] = "full" if size == "full" else "small"
-    folders = synthesize(out, patients=patients, seed=seed, scenario=scenario, size=chosen)
+    if incidence is not None:
+        if scenario is not None:
+            msg = "--incidence draws the scenarios itself; leave out --scenario"
+            raise typer.BadParameter(msg)
+        from abscopal.synth.cohort import synthesize_cohort
+
+        folders = synthesize_cohort(
+            out,
+            patients=patients,
+            seed=seed,
+            incidence=incidence,
+            early_fraction=early_fraction,
+            size=chosen,
+            jobs=jobs,
+        )
+    else:
+        folders = synthesize(out, patients=patients, seed=seed, scenario=scenario, size=chosen)
     payload = {"patients": len(folders), "patient_dirs": [str(f) for f in folders]}
     emit(payload, as_json=as_json, text="\n".join(str(f) for f in folders))
