@@ -94,3 +94,20 @@ def test_results_carry_provenance_and_disclaimer(analyzed: dict[str, Any]) -> No
     assert provenance["settings"]["y90"]["k_gy_kg_per_gbq"] == 49.67
     assert "manifest.yaml" in provenance["input_sha256"]
     assert provenance["libraries"]["pydicom"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "criterion", "expected"),
+    [
+        ("a", "recist11", "PR"),  # both bone lesions −38 % and more
+        ("c", "recist11", "PD"),  # out-of-field growth ≥ 20 % and ≥ 5 mm
+        ("e", "mda", "PR"),  # lytic lesion turned sclerotic: MD Anderson fill-in sign
+        ("e", "recist11", "SD"),  # … while its size did not change
+    ],
+)
+def test_out_of_field_response_by_criterion(
+    analyzed: dict[str, Any], scenario: str, criterion: str, expected: str
+) -> None:
+    result, _ = analyzed[scenario]
+    assert result["abscopal"]["out_of_field_best_response"][criterion] == expected
+    assert result["criteria"][criterion]["out_of_field"]["timepoints"]

@@ -80,3 +80,25 @@ def test_unknown_criteria_name_is_a_usage_error(
     code, _, err = run(["criteria", str(table), "--criteria", "who"], capsys)
     assert code == 2
     assert "recist11" in err
+
+
+def test_readme_table_example(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The table a new user copies from the README gives the PR the README promises."""
+    import json
+    import re
+    from pathlib import Path
+
+    from abscopal.cli.main import main
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"```csv\n(.*?)```", readme, re.S)
+    assert block is not None
+    table = tmp_path / "measurements.csv"
+    table.write_text(block.group(1))
+    try:
+        main(["criteria", str(table), "--json"])
+    except SystemExit as exc:  # typer exits 0 after a command
+        assert exc.code in (0, None)
+    (patient,) = json.loads(capsys.readouterr().out)["patients"]
+    assert patient["best_response"] == "PR"
+    assert [t["category"] for t in patient["timepoints"]] == ["PR"]
