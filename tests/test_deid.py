@@ -46,6 +46,7 @@ def test_deidentified_outputs(synthetic_patients: dict[str, Path], tmp_path: Pat
     for sr_path in (out / "sr").glob("*.dcm"):
         sr = pydicom.dcmread(sr_path)
         assert sr.PatientIdentityRemoved == "YES"
+        assert sr.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
         assert "PatientBirthDate" not in sr or not sr.PatientBirthDate
     verdict = json.loads((out / "results.json").read_text())["abscopal"]
     assert (verdict["status"], verdict["certainty"]) == ("indeterminate", "C")  # same call

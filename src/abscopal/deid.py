@@ -19,9 +19,11 @@ from pydicom.uid import generate_uid
 if TYPE_CHECKING:
     from abscopal.io.refs import InstanceRef, SegmentRef, TimepointRefs
 
-METHOD = (
-    "DICOM PS3.15 Basic Application Level Confidentiality Profile; "
-    "Retain Longitudinal Temporal Information Modified Dates Option (abscopal)"
+METHOD = "abscopal: PS3.15 basic profile, modified dates"  # LO: at most 64 characters
+# DeidentificationMethodCodeSequence (PS3.16 CID 7050): the profile and the option applied.
+METHOD_CODES = (
+    ("113100", "DCM", "Basic Application Confidentiality Profile"),
+    ("113107", "DCM", "Retain Longitudinal Temporal Information Modified Dates Option"),
 )
 _ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _REMOVED = {

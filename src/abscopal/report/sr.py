@@ -18,6 +18,7 @@ from pydicom.uid import SegmentationStorage, generate_uid
 
 from abscopal import __version__
 from abscopal.atomic import atomic_path
+from abscopal.deid import METHOD_CODES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -83,6 +84,12 @@ def _group(
     )
 
 
+def _code_item(value: str, scheme: str, meaning: str) -> pydicom.Dataset:
+    item = pydicom.Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
 def write_timepoint_sr(
     path: Path,
     result: Mapping[str, Any],
@@ -135,6 +142,7 @@ def write_timepoint_sr(
     if deidentification_method is not None:
         sr.PatientIdentityRemoved = "YES"
         sr.DeidentificationMethod = deidentification_method
+        sr.DeidentificationMethodCodeSequence = [_code_item(*code) for code in METHOD_CODES]
         for keyword in ("ContentDate", "SeriesDate", "InstanceCreationDate"):
             if keyword in sr:
                 setattr(sr, keyword, study.get("StudyDate", ""))
