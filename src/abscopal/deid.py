@@ -87,7 +87,9 @@ class Deidentifier:
         for keyword, value in refs.study:
             if keyword in _REMOVED:  # the profile's "Z": kept, but empty
                 study.append((keyword, ""))
-            elif keyword in {"PatientName", "PatientID"}:
+            elif keyword == "PatientName":
+                study.append((keyword, self.pseudonym.replace("-", "^", 1)))  # family^given
+            elif keyword == "PatientID":
                 study.append((keyword, self.pseudonym))
             elif keyword == "StudyDate" and value:
                 day = date(int(value[:4]), int(value[4:6]), int(value[6:8]))
