@@ -13,7 +13,7 @@ slices.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage
@@ -159,3 +159,16 @@ def resample(
     points = onto.index_to_lps(np.stack([k, j, i], axis=-1).astype(float))
     values, _ = sample(array, grid, points, order=order, outside=outside)
     return values.reshape(onto.shape)
+
+
+def sitk_image(array: NDArray[np.floating] | NDArray[np.bool_], grid: Grid) -> Any:
+    """A float32 SimpleITK image (x, y, z = column, row, slice) of `array` on `grid`, in LPS."""
+    import SimpleITK
+
+    sitk: Any = SimpleITK  # its partial stubs leave most calls untyped
+    image = sitk.GetImageFromArray(np.asarray(array, dtype=np.float32))
+    image.SetOrigin(tuple(float(v) for v in grid.origin_mm))
+    image.SetSpacing(tuple(float(v) for v in grid.spacing_mm[::-1]))
+    axes = np.asarray(grid.axes, dtype=float)[::-1]  # rows: x (column), y (row), z (slice)
+    image.SetDirection(tuple(float(v) for v in axes.T.ravel()))
+    return image

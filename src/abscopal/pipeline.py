@@ -175,10 +175,15 @@ def load_patient(path: Path) -> PatientInputs:
         msg = f"{manifest_path.name}: {exc} (see the README, 'Inputs')"
         raise IngestError(msg) from exc
     patient = _with_seg_lesions(patient, timepoints, manifest_path.name)
+    therapies: dict[str, Any] = {t.therapy_id: t for t in patient.timeline.local_therapies}
     radiation = tuple(
-        _load_radiation(folder, entry, series, timepoints) for entry in _radiation_entries(manifest)
+        _load_radiation(folder, entry, therapies[entry.therapy_id], series, timepoints)
+        for entry in _radiation_entries(manifest)
     )
-    y90 = tuple(_load_y90(folder, entry, series) for entry in _y90_entries(manifest))
+    y90 = tuple(
+        _load_y90(folder, entry, therapies[entry.therapy_id], series)
+        for entry in _y90_entries(manifest)
+    )
     files = [manifest_path, *(f for s in series for f in s.files)]
     return PatientInputs(
         patient=patient,
@@ -271,19 +276,14 @@ def _resolve(
 
 
 def _load_radiation(
-    folder: Path, entry: Any, series: Sequence[Any], timepoints: Sequence[Timepoint]
+    folder: Path,
+    entry: Any,
+    course: RadiationCourse,
+    series: Sequence[Any],
+    timepoints: Sequence[Timepoint],
 ) -> RadiationInputs:
     from abscopal.io.rt import rasterize, read_rtdose, read_rtstruct
 
-    course = RadiationCourse(
-        therapy_id=entry.therapy_id,
-        start_date=entry.start_date,
-        end_date=entry.end_date,
-        prescription_gy=entry.prescription_gy,
-        fractions=entry.fractions,
-        target=entry.target,
-        technique=entry.technique,
-    )
     dose = read_rtdose(_resolve(folder, entry.rtdose, series, "RTDOSE", "rtdose"))
     struct_path = _resolve(folder, entry.rtstruct, series, "RTSTRUCT", "rtstruct")
     struct = read_rtstruct(struct_path)
@@ -309,17 +309,11 @@ def _load_radiation(
     return RadiationInputs(course=course, dose=dose.volume, ptv=ptv, ptv_grid=grid)
 
 
-def _load_y90(folder: Path, entry: Any, series: Sequence[Any]) -> Y90Inputs:
-    from abscopal.io.dicom import load_series
-    from abscopal.io.pet import decay_factor_to, read_pet_info
+def _load_y90(
+    folder: Path, entry: Any, therapy: Radioembolization, series: Sequence[Any]
+) -> Y90Inputs:
+    from abscopal.io.pet import y90_activity_at_admin
 
-    therapy = Radioembolization(
-        therapy_id=entry.therapy_id,
-        date=entry.date,
-        activity_bq=entry.activity_gbq * 1e9,
-        device=entry.device,
-        territory=entry.territory,
-    )
     if entry.post_treatment_imaging is None:
         return Y90Inputs(therapy=therapy, activity_at_admin=None)
     root = (folder / entry.post_treatment_imaging).resolve()
@@ -334,23 +328,7 @@ def _load_y90(folder: Path, entry: Any, series: Sequence[Any]) -> Y90Inputs:
             "series; point it at the folder of exactly one quantitative Y-90 PET series"
         )
         raise IngestError(msg)
-    info = read_pet_info(pets[0].files)
-    volume = load_series(pets[0])
-    if info.injection_datetime is None:
-        msg = (
-            f"{pets[0].files[0].name}: no RadiopharmaceuticalStartDateTime (0018,1078); the Y-90 "
-            "administration time is needed to decay-correct the activity"
-        )
-        raise IngestError(msg)
-    factor = decay_factor_to(info, info.injection_datetime)
-    activity = Volume(
-        array=volume.array * factor,
-        grid=volume.grid,
-        modality="PT",
-        units="BQML",
-        acquisition_date=volume.acquisition_date,
-        series_uid=volume.series_uid,
-    )
+    activity, _ = y90_activity_at_admin(pets[0])
     return Y90Inputs(therapy=therapy, activity_at_admin=activity)
 
 

@@ -22,7 +22,8 @@ import SimpleITK
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
 
-    from abscopal.model import Volume
+from abscopal.geometry import sitk_image
+from abscopal.model import Volume
 
 logger = logging.getLogger(__name__)
 sitk: Any = SimpleITK  # its partial stubs leave most calls untyped; treated as untyped here
@@ -67,14 +68,8 @@ class Registration:
 
 
 def to_sitk(volume: Volume) -> Any:  # a sitk.Image; SimpleITK's stubs are partial
-    """A SimpleITK image (x, y, z = column, row, slice) of `volume` in LPS."""
-    image = sitk.GetImageFromArray(np.asarray(volume.array, dtype=np.float32))
-    grid = volume.grid
-    image.SetOrigin(tuple(float(v) for v in grid.origin_mm))
-    image.SetSpacing(tuple(float(v) for v in grid.spacing_mm[::-1]))
-    axes = np.asarray(grid.axes, dtype=float)[::-1]  # rows: x (column), y (row), z (slice)
-    image.SetDirection(tuple(float(v) for v in axes.T.ravel()))
-    return image
+    """A SimpleITK image of `volume` in LPS."""
+    return sitk_image(volume.array, volume.grid)
 
 
 def register(

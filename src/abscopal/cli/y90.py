@@ -4,69 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from abscopal.cli._app import JsonFlag, app, emit
 
 DPK_ENV = "ABSCOPAL_Y90_DPK"  # path of the Graves 2019 Y-90 dose point kernel table (CSV)
-
-
-def _activity_at_admin(path: Path) -> tuple[Any, str]:
-    """Activity in Bq/mL at administration and how it was decay-corrected."""
-    from abscopal.io.dicom import load_series
-    from abscopal.io.image import find_image_series, is_itk_file, read_itk_volume
-    from abscopal.io.pet import decay_factor_to, read_pet_info
-    from abscopal.model import Volume
-
-    if path.is_file() and is_itk_file(path):
-        volume = read_itk_volume(path)
-        note = "NIfTI/NRRD taken as Bq/mL decay-corrected to administration"
-        return Volume(array=volume.array, grid=volume.grid, modality="PT", units="BQML"), note
-    series = find_image_series(path)
-    info = read_pet_info(series.files)
-    if info.units != "BQML":
-        msg = f"{series.files[0].name}: Units (0054,1001) is {info.units!r}; Y-90 dose needs BQML"
-        raise _ingest(msg)
-    if info.injection_datetime is None:
-        msg = (
-            f"{series.files[0].name}: no RadiopharmaceuticalStartDateTime (0018,1078); the Y-90 "
-            "administration time is needed to decay-correct the activity"
-        )
-        raise _ingest(msg)
-    factor = decay_factor_to(info, info.injection_datetime)
-    volume = load_series(series)
-    activity = Volume(
-        array=volume.array * factor,
-        grid=volume.grid,
-        modality="PT",
-        units="BQML",
-        acquisition_date=volume.acquisition_date,
-        series_uid=volume.series_uid,
-    )
-    return activity, f"decay-corrected to administration (x{factor:.6f})"
-
-
-def _ingest(msg: str) -> Exception:
-    from abscopal.errors import IngestError
-
-    return IngestError(msg)
-
-
-def _write_nifti(volume: Any, out: Path) -> None:
-    """Write the dose as NIfTI atomically (a temporary folder beside it, then a rename)."""
-    import tempfile
-
-    import SimpleITK as sitk  # noqa: N813
-
-    from abscopal.register import to_sitk
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        staged = Path(tmp) / out.name
-        sitk.WriteImage(to_sitk(volume), str(staged))
-        staged.replace(out)
 
 
 @app.command(help="Y-90 absorbed dose (LDM or dose-voxel kernel) from a quantitative PET/SPECT.")
@@ -98,7 +42,7 @@ def y90(
     from abscopal.dose.kernel import parse_dose_point_kernel
     from abscopal.dose.y90 import Y90DoseSettings, check_activity, y90_dose
     from abscopal.errors import IngestError
-    from abscopal.io.image import read_mask
+    from abscopal.io.image import read_mask, read_y90_activity, write_nifti
 
     if out is not None and not out.name.endswith((".nii", ".nii.gz")):
         msg = f"--out {out}: the dose map is written as NIfTI; use a .nii or .nii.gz name"
@@ -114,7 +58,7 @@ def y90(
             msg = f"--method dvk needs --kernel-table (or ${DPK_ENV}): the Graves 2019 Y-90 DPK CSV"
             raise IngestError(msg)
         table = parse_dose_point_kernel(source.read_text(encoding="utf-8"))
-    act, decay_note = _activity_at_admin(activity)
+    act, decay_note = read_y90_activity(activity)
     try:
         result = y90_dose(act, settings, kernel_table=table)
     except ValueError as exc:
@@ -142,7 +86,7 @@ def y90(
         values = dose.array[lesion.mask]
         region = "mask"
     if out is not None:
-        _write_nifti(dose, out)
+        write_nifti(dose, out)
     payload = {
         "total_activity_bq": result.total_activity_bq,
         "dose_mean_gy": float(values.mean()),

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk  # noqa: N813  (the library's own convention)
 
 from abscopal.errors import IngestError, IngestWarning
-from abscopal.geometry import Grid, resample
+from abscopal.geometry import Grid, resample, sitk_image
 from abscopal.io.dicom import IMAGE_MODALITIES, index_folder, load_series, read_dataset
 from abscopal.io.pet import PetInfo, read_pet_info, suv_bw_factor
 from abscopal.model import LesionMask, Volume
@@ -233,3 +233,30 @@ def read_pet(path: Path) -> PetImage:
     volume = load_series(series)
     suv = replace(volume, array=(volume.array * factor).astype(np.float32), units="SUVBW")
     return PetImage(suv=suv, suv_bw_factor=factor, info=info)
+
+
+def read_y90_activity(path: Path) -> tuple[Volume, str]:
+    """Y-90 activity (Bq/mL at administration) from a DICOM PET folder/file or NIfTI/NRRD.
+
+    NIfTI/NRRD carry no timing, so they are taken as already decay-corrected to administration;
+    the returned note says which correction was made.
+    """
+    from abscopal.io.pet import y90_activity_at_admin
+
+    if path.is_file() and is_itk_file(path):
+        volume = read_itk_volume(path)
+        note = "NIfTI/NRRD taken as Bq/mL decay-corrected to administration"
+        return Volume(array=volume.array, grid=volume.grid, modality="PT", units="BQML"), note
+    activity, factor = y90_activity_at_admin(find_image_series(path))
+    return activity, f"decay-corrected to administration (x{factor:.6f})"
+
+
+def write_nifti(volume: Volume, out: Path) -> None:
+    """Write `volume` as NIfTI/NRRD (by suffix), atomically: staged beside `out`, then renamed."""
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        staged = Path(tmp) / out.name
+        sitk.WriteImage(sitk_image(volume.array, volume.grid), str(staged))
+        staged.replace(out)

@@ -21,7 +21,8 @@ from pydicom.multival import MultiValue
 from pydicom.valuerep import DA, DT, TM
 
 from abscopal.errors import IngestError
-from abscopal.io.dicom import read_dataset
+from abscopal.io.dicom import DicomSeries, read_dataset
+from abscopal.model import Volume
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -394,3 +395,35 @@ def sul_per_suv(
         info.patient_weight_kg, info.patient_size_m, info.patient_sex, formula=formula
     )
     return lbm / info.patient_weight_kg
+
+
+def y90_activity_at_admin(series: DicomSeries) -> tuple[Volume, float]:
+    """A quantitative Y-90 PET series as Bq/mL at the administration time, and the factor used.
+
+    Units must be BQML and the header must give the administration time
+    (RadiopharmaceuticalStartDateTime); permanent trapping, physical decay only (DOSIMETRY §5.1).
+    """
+    from abscopal.io.dicom import load_series
+
+    info = read_pet_info(series.files)
+    first = series.files[0].name
+    if info.units != "BQML":
+        msg = f"{first}: Units (0054,1001) is {info.units!r}; Y-90 dose needs BQML (Bq/mL)"
+        raise IngestError(msg)
+    if info.injection_datetime is None:
+        msg = (
+            f"{first}: no RadiopharmaceuticalStartDateTime (0018,1078); the Y-90 "
+            "administration time is needed to decay-correct the activity"
+        )
+        raise IngestError(msg)
+    factor = decay_factor_to(info, info.injection_datetime)
+    volume = load_series(series)
+    activity = Volume(
+        array=volume.array * factor,
+        grid=volume.grid,
+        modality="PT",
+        units="BQML",
+        acquisition_date=volume.acquisition_date,
+        series_uid=volume.series_uid,
+    )
+    return activity, factor
