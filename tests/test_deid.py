@@ -8,7 +8,7 @@ from pathlib import Path
 import pydicom
 
 from abscopal.deid import deidentifier
-from abscopal.pipeline import run_patient
+from abscopal.outputs import run_patient
 
 
 def test_text_shifts_dates_and_replaces_the_id() -> None:

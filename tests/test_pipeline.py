@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from abscopal.pipeline import analyze, load_patient, result_dict
+from abscopal.outputs import result_dict
+from abscopal.pipeline import analyze, load_patient
 from abscopal.synth import SCENARIOS
 
 

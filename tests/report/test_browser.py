@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from abscopal.pipeline import run_patient
+from abscopal.outputs import run_patient
 
 CHROMIUM_FLAGS = [
     "--headless",

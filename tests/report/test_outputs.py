@@ -12,7 +12,7 @@ import highdicom as hd
 import pandas as pd
 import pytest
 
-from abscopal.pipeline import run_patient
+from abscopal.outputs import run_patient
 
 
 @pytest.fixture(scope="module")

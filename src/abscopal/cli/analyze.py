@@ -43,7 +43,7 @@ def analyze(
     date_shift_days: ShiftOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    from abscopal.pipeline import run_patient
+    from abscopal.outputs import run_patient
 
     folder = patient.parent if patient.is_file() else patient
     out_dir = out if out is not None else Path("out") / folder.resolve().name

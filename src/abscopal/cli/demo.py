@@ -19,7 +19,7 @@ def demo(
 ) -> None:
     from rich.console import Console
 
-    from abscopal.pipeline import run_patient
+    from abscopal.outputs import run_patient
     from abscopal.report.html import write_index
     from abscopal.synth import SCENARIOS, synthesize_patient
 

@@ -149,13 +149,14 @@ def process_patient(task: PatientTask) -> PatientOutcome:
 
 
 def _analyze(task: PatientTask) -> dict[str, Any]:
-    from abscopal.pipeline import run_patient
+    from abscopal.outputs import run_patient
 
     if task.patient_reports:
-        result = run_patient(task.path, task.report_dir, task.settings)
+        result = run_patient(task.path, task.report_dir, task.settings, pdf=False)
     else:
         from abscopal.atomic import atomic_dir
-        from abscopal.pipeline import analyze, load_patient, result_dict
+        from abscopal.outputs import result_dict
+        from abscopal.pipeline import analyze, load_patient
 
         inputs = load_patient(task.path)
         result = result_dict(analyze(inputs, task.settings), inputs)
