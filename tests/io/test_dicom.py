@@ -154,12 +154,30 @@ def test_missing_slice_is_refused(tmp_path: Path, write_slice) -> None:
         load_series(_only(index_folder(tmp_path)))
 
 
-def test_irregular_spacing_is_refused(tmp_path: Path, write_slice) -> None:
+def test_badly_uneven_spacing_is_resampled(tmp_path: Path, write_slice) -> None:
+    """Slice 3 at 5.4 mm instead of 6 mm (30 % of 2 mm): interpolated onto the regular grid."""
     uid = generate_uid()
     for n, z in enumerate((0.0, 2.0, 4.0, 5.4, 8.0)):
-        write_slice(tmp_path / f"{n}.dcm", position=(0, 0, z), series_uid=uid)
-    with pytest.raises(IngestError, match="irregular slice spacing"):
-        load_series(_only(index_folder(tmp_path)))
+        write_slice(
+            tmp_path / f"{n}.dcm", position=(0, 0, z), series_uid=uid, pixels=np.full((3, 4), n)
+        )
+    with pytest.warns(IngestWarning, match="uneven slice spacing.*resampled"):
+        volume = load_series(_only(index_folder(tmp_path)))
+    assert volume.grid.spacing_mm[0] == pytest.approx(2.0)
+    # at 6 mm: between 5.4 mm (value 3) and 8 mm (value 4), weight 0.6/2.6
+    expected = [0, 1, 2, 3 + 0.6 / 2.6, 4]
+    assert volume.array[:, 0, 0] + 1024 == pytest.approx(expected, abs=1e-4)
+
+
+def test_slightly_uneven_spacing_warns(tmp_path: Path, write_slice) -> None:
+    uid = generate_uid()
+    for n, z in enumerate((0.0, 2.0, 4.0, 6.3, 8.0)):
+        write_slice(
+            tmp_path / f"{n}.dcm", position=(0, 0, z), series_uid=uid, pixels=np.full((3, 4), n)
+        )
+    with pytest.warns(IngestWarning, match="uneven slice spacing.*taken as regular"):
+        volume = load_series(_only(index_folder(tmp_path)))
+    assert (volume.array[:, 0, 0] + 1024).tolist() == [0, 1, 2, 3, 4]
 
 
 def test_gantry_tilt_is_refused(tmp_path: Path, write_slice) -> None:

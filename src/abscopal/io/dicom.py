@@ -341,7 +341,7 @@ def load_series(series: DicomSeries) -> Volume:
         range(len(files)), key=lambda n: (along[n], int(datasets[n].get("InstanceNumber") or 0))
     )
     kept = _drop_duplicates(order, along, files, uid)
-    spacing = _slice_spacing(
+    spacing, uneven = _slice_spacing(
         kept,
         along=along,
         positions=positions,
@@ -351,6 +351,8 @@ def load_series(series: DicomSeries) -> Volume:
         uid=uid,
     )
     array = _in_order(array, kept)
+    if uneven:
+        array = _onto_regular_slices(array, along[kept], spacing)
     first = datasets[kept[0]]
     pixel = [float(v) for v in first.PixelSpacing]
     frame = frames.pop() or None
@@ -410,11 +412,17 @@ def _slice_spacing(
     datasets: list[Dataset],
     files: list[Path],
     uid: str,
-) -> float:
+) -> tuple[float, bool]:
+    """Regular slice spacing (mm) and whether the slices must be resampled onto it.
+
+    Within min(0.1 mm, 10 %) of a regular grid the positions are taken as regular; up to a quarter
+    of the spacing off, too, with a warning; further off, the stack is resampled (warning). Gaps
+    over 1.5 × the median spacing (missing slices) and in-plane shifts (gantry tilt) raise.
+    """
     if len(kept) == 1:
         ds = datasets[kept[0]]
         value = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness") or 1.0
-        return abs(float(value)) or 1.0
+        return abs(float(value)) or 1.0, False
     d = along[kept]
     gaps = np.diff(d)
     median = float(np.median(gaps))
@@ -428,14 +436,17 @@ def _slice_spacing(
         raise IngestError(msg)
     spacing = float(d[-1] - d[0]) / (len(kept) - 1)
     deviation = np.abs(d - (d[0] + spacing * np.arange(len(kept))))
-    if deviation.max() > min(0.1, 0.1 * spacing):
-        worst = kept[int(deviation.argmax())]
-        msg = (
-            f"series {uid}: irregular slice spacing ({files[worst].name} lies "
-            f"{deviation.max():.3f} mm off a regular {spacing:.3f} mm grid); resample the series "
-            "to a regular spacing first"
+    uneven = bool(deviation.max() > min(0.1, 0.1 * spacing))
+    if uneven:
+        worst = files[kept[int(deviation.argmax())]].name
+        off = f"{worst} lies {deviation.max():.3f} mm off a regular {spacing:.3f} mm grid"
+        uneven = bool(deviation.max() > 0.25 * spacing)
+        what = (
+            "resampled onto it by linear interpolation" if uneven else "positions taken as regular"
         )
-        raise IngestError(msg)
+        warnings.warn(
+            f"series {uid}: uneven slice spacing ({off}); {what}", IngestWarning, stacklevel=3
+        )
     shift = positions[kept] - positions[kept[0]] - np.outer(d - d[0], normal)
     pixel = min(float(v) for v in datasets[kept[0]].PixelSpacing)
     if np.linalg.norm(shift, axis=1).max() > 0.1 * pixel:
@@ -445,7 +456,20 @@ def _slice_spacing(
             "grid first"
         )
         raise IngestError(msg)
-    return spacing
+    return spacing, uneven
+
+
+def _onto_regular_slices(
+    array: NDArray[np.float32], along: NDArray[np.float64], spacing: float
+) -> NDArray[np.float32]:
+    """Slices at positions `along` (mm, increasing) interpolated onto d0 + k·spacing."""
+    targets = along[0] + spacing * np.arange(len(along))
+    upper = np.clip(np.searchsorted(along, targets, side="right"), 1, len(along) - 1)
+    weight = (targets - along[upper - 1]) / (along[upper] - along[upper - 1])
+    out = np.empty_like(array)
+    for k, (j, w) in enumerate(zip(upper, np.clip(weight, 0.0, 1.0), strict=True)):
+        out[k] = (1.0 - w) * array[j - 1] + w * array[j]
+    return out
 
 
 def _read_slices(files: list[Path]) -> tuple[list[Dataset], NDArray[np.float32]]:
