@@ -332,17 +332,26 @@ def analyze(inputs: PatientInputs, settings: Settings | None = None) -> PatientA
     s = settings or Settings()
     patient = inputs.patient
     measurements = _measure_all(patient, inputs.timepoints)
-    fields = {lesion.lesion_id: _field(lesion, inputs, s) for lesion in patient.lesions}
-    findings: list[LesionFinding] = []
     therapies = patient.timeline.local_therapies
+    maps = _therapy_maps(inputs, s)
+    per_pair = {
+        (lesion.lesion_id, t.therapy_id): _field_for(lesion, t.therapy_id, inputs, s, maps)
+        for lesion in patient.lesions
+        for t in therapies
+    }
+    fields = {
+        lesion.lesion_id: _worst_field(
+            lesion, [per_pair[lesion.lesion_id, t.therapy_id] for t in therapies]
+        )
+        for lesion in patient.lesions
+    }
+    findings: list[LesionFinding] = []
     for lesion in patient.lesions:
         per_therapy = [
             assess_lesion(
                 lesion,
                 measurements[lesion.lesion_id],
-                fields[lesion.lesion_id]
-                if len(therapies) == 1
-                else _field_for(lesion, t.therapy_id, inputs, s),
+                per_pair[lesion.lesion_id, t.therapy_id],
                 t,
                 systemic=patient.timeline.systemic_therapies,
                 other_local=patient.timeline.other_local_therapies,
@@ -399,10 +408,34 @@ def planning_mask(
     return earlier[-1].masks[lesion_id] if earlier else None
 
 
-def _field(lesion: Lesion, inputs: PatientInputs, s: Settings) -> LesionField:
-    fields = [
-        _field_for(lesion, t.therapy_id, inputs, s) for t in inputs.patient.timeline.local_therapies
-    ]
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class _Maps:
+    """What every lesion of one local therapy shares, computed once per therapy."""
+
+    ptv_distance_mm: NDArray[np.float64] | None = None  # EBRT: distance to the PTV on its grid
+    y90_dose: Volume | None = None  # Y-90: LDM dose from the post-treatment image
+    noise_floor_bq_ml: float | None = None  # Y-90: background mean + 3 SD of that image
+
+
+def _therapy_maps(inputs: PatientInputs, s: Settings) -> dict[str, _Maps]:
+    maps = {
+        rt.course.therapy_id: _Maps(ptv_distance_mm=distance_to_ptv_mm(rt.ptv, rt.ptv_grid))
+        for rt in inputs.radiation
+    }
+    for y in inputs.y90:
+        act = y.activity_at_admin
+        maps[y.therapy.therapy_id] = (
+            _Maps()
+            if act is None
+            else _Maps(
+                y90_dose=ldm_dose(act, s.y90),
+                noise_floor_bq_ml=noise_floor_bq_ml(act.array, act.grid),
+            )
+        )
+    return maps
+
+
+def _worst_field(lesion: Lesion, fields: Sequence[LesionField]) -> LesionField:
     if not fields:
         return LesionField(
             lesion_id=lesion.lesion_id,
@@ -414,7 +447,9 @@ def _field(lesion: Lesion, inputs: PatientInputs, s: Settings) -> LesionField:
     return worst(fields)
 
 
-def _field_for(lesion: Lesion, therapy_id: str, inputs: PatientInputs, s: Settings) -> LesionField:
+def _field_for(
+    lesion: Lesion, therapy_id: str, inputs: PatientInputs, s: Settings, maps: Mapping[str, _Maps]
+) -> LesionField:
     aimed = [
         o
         for o in inputs.patient.timeline.other_local_therapies
@@ -431,16 +466,16 @@ def _field_for(lesion: Lesion, therapy_id: str, inputs: PatientInputs, s: Settin
         )
     for rt in inputs.radiation:
         if rt.course.therapy_id == therapy_id:
-            return _ebrt_field(lesion, rt, inputs, s)
+            return _ebrt_field(lesion, rt, inputs, s, maps[therapy_id])
     for y in inputs.y90:
         if y.therapy.therapy_id == therapy_id:
-            return _y90_field(lesion, y, inputs, s)
+            return _y90_field(lesion, y, inputs, s, maps[therapy_id])
     msg = f"local therapy {therapy_id!r} has no loaded inputs"
     raise IngestError(msg)
 
 
 def _ebrt_field(
-    lesion: Lesion, rt: RadiationInputs, inputs: PatientInputs, s: Settings
+    lesion: Lesion, rt: RadiationInputs, inputs: PatientInputs, s: Settings, maps: _Maps
 ) -> LesionField:
     frame = rt.dose.grid.frame_of_reference_uid
     mask = planning_mask(lesion.lesion_id, frame, inputs, rt.course.start_date)
@@ -453,7 +488,8 @@ def _ebrt_field(
             reason="no mask of the lesion on the dose grid's frame of reference (register the follow-up CT)",
         )
     dose = dose_in_mask(rt.dose, mask)
-    distance = distance_to_ptv_mm(rt.ptv, rt.ptv_grid)
+    assert maps.ptv_distance_mm is not None  # built for every course by _therapy_maps
+    distance = maps.ptv_distance_mm
     return classify_ebrt(
         lesion_id=lesion.lesion_id,
         therapy_id=rt.course.therapy_id,
@@ -467,14 +503,17 @@ def _ebrt_field(
     )
 
 
-def _y90_field(lesion: Lesion, y: Y90Inputs, inputs: PatientInputs, s: Settings) -> LesionField:
+def _y90_field(
+    lesion: Lesion, y: Y90Inputs, inputs: PatientInputs, s: Settings, maps: _Maps
+) -> LesionField:
     dose_mean = dose_max = near = None
     unknown = "the lesion has no mask on the post-treatment image's frame of reference"
     if y.activity_at_admin is not None:
         frame = y.activity_at_admin.grid.frame_of_reference_uid
         mask = planning_mask(lesion.lesion_id, frame, inputs, y.therapy.date)
         if mask is not None:
-            stats = dose_in_mask(ldm_dose(y.activity_at_admin, s.y90), mask)
+            assert maps.y90_dose is not None and maps.noise_floor_bq_ml is not None
+            stats = dose_in_mask(maps.y90_dose, mask)
             unknown = "the lesion lies outside the post-treatment image's field of view"
             if stats.fraction_in_grid > 0:  # the imaged part of the lesion shows what was deposited
                 dose_mean = stats.dose_mean_gy or stats.dose_mean_in_grid_gy
@@ -484,7 +523,7 @@ def _y90_field(lesion: Lesion, y: Y90Inputs, inputs: PatientInputs, s: Settings)
                     mask_on_grid(mask, act.grid),
                     act.array,
                     act.grid,
-                    noise_floor=noise_floor_bq_ml(act.array, act.grid),
+                    noise_floor=maps.noise_floor_bq_ml,
                     margin_mm=s.field_rules.y90_margin_mm,
                 )
     return classify_y90(
