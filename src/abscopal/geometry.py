@@ -89,6 +89,16 @@ class Grid:
         shape = tuple(int(b - a) for a, b in zip(start, stop, strict=True))
         return replace(self, origin_mm=_vec3(origin), shape=shape)  # type: ignore[arg-type]
 
+    def offset_in(self, other: Grid, *, tol_mm: float = 0.01) -> tuple[int, int, int] | None:
+        """Index of this grid's first voxel in `other` when this grid is a crop of it, else None."""
+        start = np.rint(other.lps_to_index(np.asarray(self.origin_mm))).astype(int)
+        stop = start + np.asarray(self.shape)
+        if np.any(start < 0) or np.any(stop > np.asarray(other.shape)):
+            return None
+        a, b, c = (int(v) for v in start)
+        crop = other.crop((a, b, c), (int(stop[0]), int(stop[1]), int(stop[2])))
+        return (a, b, c) if crop.same_geometry(self, tol_mm=tol_mm) else None
+
     def same_geometry(self, other: Grid, *, tol_mm: float = 0.01) -> bool:
         """True when both grids place every voxel within `tol_mm` of each other."""
         if self.shape != other.shape:

@@ -23,6 +23,7 @@ from abscopal.geometry import require_same_frame
 from abscopal.model import LesionMask, Measurement, Volume
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from datetime import date
 
     from numpy.typing import NDArray
@@ -61,9 +62,19 @@ def measure_size(mask: LesionMask) -> LesionSize:
     the axial plane of RECIST.
     """
     mask = mask.cropped()  # work on the lesion's bounding box, not the scan
+    return _size(mask, _slice_outlines_mm(mask))
+
+
+def _size(mask: LesionMask, outlines: Sequence[tuple[int, NDArray[np.float64]]]) -> LesionSize:
+    """RECIST axes from per-slice outlines: the short axis only on the slice that wins."""
     count = mask.voxel_count
-    volume_ml = count * mask.grid.voxel_volume_ml
-    if count == 0:
+    best: tuple[float, int, NDArray[np.float64], int, int] | None = None
+    for k, outline in outlines:
+        hull = _hull(outline)
+        long_mm, i, j = _longest(hull)
+        if best is None or long_mm > best[0]:
+            best = (long_mm, k, hull, i, j)
+    if best is None:
         return LesionSize(
             voxel_count=0,
             volume_ml=0.0,
@@ -71,44 +82,37 @@ def measure_size(mask: LesionMask) -> LesionSize:
             diameter_short_mm=0.0,
             slice_index=None,
         )
-    row_mm, col_mm = mask.grid.spacing_mm[1], mask.grid.spacing_mm[2]
-    best = (-1.0, 0.0, -1)
-    for k in np.flatnonzero(mask.mask.any(axis=(1, 2))):
-        outline = _outline_mm(mask.mask[k], row_mm, col_mm)
-        long_mm, short_mm = _axes_mm(outline)
-        if long_mm > best[0]:
-            best = (long_mm, short_mm, int(k))
+    long_mm, k, hull, i, j = best
+    short_mm = _short_mm(hull, i, j, long_mm)
     return LesionSize(
         voxel_count=count,
-        volume_ml=volume_ml,
-        diameter_long_mm=best[0],
-        diameter_short_mm=min(best[1], best[0]),
-        slice_index=best[2],
+        volume_ml=count * mask.grid.voxel_volume_ml,
+        diameter_long_mm=long_mm,
+        diameter_short_mm=min(short_mm, long_mm),
+        slice_index=k,
     )
 
 
 def max_2d_diameter_mesh_mm(mask: LesionMask) -> float:
     """Largest distance between surface-mesh vertices sharing a slice (Maximum2DDiameterSlice).
 
-    This is pyradiomics' definition. A marching-cubes mesh of a binary mask has vertices on the slices (the 0.5 outline of each
-    slice) and half-way between slices (the voxel centres where two neighbouring slices differ).
-    pyradiomics compares both kinds, so its value can exceed the RECIST long axis measured on the
-    images; `measure_size` keeps to the slices, as a reader does.
+    This is pyradiomics' definition. A marching-cubes mesh of a binary mask has vertices on the
+    slices (the 0.5 outline of each slice) and half-way between slices (the voxel centres where
+    two neighbouring slices differ). pyradiomics compares both kinds, so its value can exceed the
+    RECIST long axis measured on the images; `measure_size` keeps to the slices, as a reader does.
     """
     mask = mask.cropped()  # work on the lesion's bounding box, not the scan
+    return _max_2d_mesh_mm(mask, _slice_outlines_mm(mask))
+
+
+def _max_2d_mesh_mm(mask: LesionMask, outlines: Sequence[tuple[int, NDArray[np.float64]]]) -> float:
     row_mm, col_mm = mask.grid.spacing_mm[1], mask.grid.spacing_mm[2]
+    planes = [outline for _, outline in outlines]
     padded = np.pad(mask.mask, ((1, 1), (0, 0), (0, 0)))
-    best = 0.0
-    for k in range(padded.shape[0] - 1):
-        planes = []
-        if padded[k + 1].any() and k + 1 < padded.shape[0] - 1:
-            planes.append(_outline_mm(padded[k + 1], row_mm, col_mm))
-        changed = np.argwhere(padded[k] ^ padded[k + 1])
-        if len(changed):
-            planes.append(changed * np.array([row_mm, col_mm]))
-        for points in planes:
-            best = max(best, _axes_mm(points)[0])
-    return best
+    changed = np.argwhere(padded[:-1] ^ padded[1:])  # (between-slice index, row, column)
+    for k in np.unique(changed[:, 0]):
+        planes.append(changed[changed[:, 0] == k, 1:] * np.array([row_mm, col_mm]))
+    return max((_longest(_hull(points))[0] for points in planes), default=0.0)
 
 
 def max_3d_diameter_mm(mask: LesionMask) -> float:
@@ -116,11 +120,29 @@ def max_3d_diameter_mm(mask: LesionMask) -> float:
     mask = mask.cropped()  # work on the lesion's bounding box, not the scan
     if mask.voxel_count == 0:
         return 0.0
-    padded = np.pad(mask.mask.astype(float), 1)
-    vertices, *_ = marching_cubes(padded, level=0.5, spacing=mask.grid.spacing_mm)
+    return _max_3d_mm(_mesh(mask)[0])
+
+
+def _max_3d_mm(vertices: NDArray[np.float64]) -> float:
     with suppress(QhullError):  # a flat lesion keeps every vertex as a candidate
         vertices = vertices[ConvexHull(vertices).vertices]
     return float(pdist(vertices).max())
+
+
+def _mesh(mask: LesionMask) -> tuple[NDArray[np.float64], NDArray[np.int_]]:
+    """Marching-cubes surface (mm, array axes) of a non-empty mask at the 0.5 level."""
+    padded = np.pad(mask.mask.astype(np.float32), 1)
+    vertices, faces, *_ = marching_cubes(padded, level=0.5, spacing=mask.grid.spacing_mm)
+    return np.asarray(vertices, dtype=np.float64), faces
+
+
+def _slice_outlines_mm(mask: LesionMask) -> list[tuple[int, NDArray[np.float64]]]:
+    """The 0.5 outline (mm) of every slice that holds part of the lesion, with its index."""
+    row_mm, col_mm = mask.grid.spacing_mm[1], mask.grid.spacing_mm[2]
+    return [
+        (int(k), _outline_mm(mask.mask[k], row_mm, col_mm))
+        for k in np.flatnonzero(mask.mask.any(axis=(1, 2)))
+    ]
 
 
 def _outline_mm(section: NDArray[np.bool_], row_mm: float, col_mm: float) -> NDArray[np.float64]:
@@ -132,20 +154,31 @@ def _outline_mm(section: NDArray[np.bool_], row_mm: float, col_mm: float) -> NDA
     return scaled
 
 
-def _axes_mm(points: NDArray[np.float64]) -> tuple[float, float]:
-    """Longest in-plane distance and the longest chord perpendicular to it."""
+def _hull(points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Convex-hull vertices of 2D points: the longest distance and the chords live on them."""
     try:
-        hull = points[ConvexHull(points).vertices]
+        hull: NDArray[np.float64] = points[ConvexHull(points).vertices]
     except QhullError:  # collinear or too few points: the points themselves are the hull
-        hull = points
+        return points
+    return hull
+
+
+def _longest(hull: NDArray[np.float64]) -> tuple[float, int, int]:
+    """Longest distance between hull vertices and the two vertices' indices."""
+    if len(hull) < 2:
+        return 0.0, 0, 0
     distances = squareform(pdist(hull))
     i, j = np.unravel_index(int(np.argmax(distances)), distances.shape)
-    long_mm = float(distances[i, j])
+    return float(distances[i, j]), int(i), int(j)
+
+
+def _short_mm(hull: NDArray[np.float64], i: int, j: int, long_mm: float) -> float:
+    """Longest chord perpendicular to the long axis from hull vertex i to j."""
     if long_mm == 0.0:
-        return 0.0, 0.0
+        return 0.0
     along = (hull[j] - hull[i]) / long_mm
     across = np.array([-along[1], along[0]])
-    return long_mm, _max_chord(hull, along, across)
+    return _max_chord(hull, along, across)
 
 
 def _max_chord(
@@ -193,8 +226,10 @@ def intensity_stats(
 
 def values_in_mask(image: Volume, mask: LesionMask) -> NDArray[np.float64]:
     """Image values at the mask's voxels: directly when both share a grid, else nearest voxel."""
-    if mask.grid.same_geometry(image.grid, tol_mm=1e-3):
-        return np.asarray(image.array[mask.mask], dtype=float)
+    offset = mask.grid.offset_in(image.grid, tol_mm=1e-3)
+    if offset is not None:  # the mask stands on the image grid or a crop of it
+        box = tuple(slice(o, o + n) for o, n in zip(offset, mask.grid.shape, strict=True))
+        return np.asarray(image.array[box][mask.mask], dtype=float)
     index = np.rint(image.grid.lps_to_index(mask.points_lps())).astype(int)
     inside = np.all((index >= 0) & (index < np.asarray(image.grid.shape)), axis=1)
     return np.asarray(image.array[tuple(index[inside].T)], dtype=float)
@@ -205,8 +240,10 @@ def mesh_volume_ml(mask: LesionMask) -> float:
     mask = mask.cropped()  # work on the lesion's bounding box, not the scan
     if mask.voxel_count == 0:
         return 0.0
-    padded = np.pad(mask.mask.astype(float), 1)
-    vertices, faces, *_ = marching_cubes(padded, level=0.5, spacing=mask.grid.spacing_mm)
+    return _mesh_volume_ml(*_mesh(mask))
+
+
+def _mesh_volume_ml(vertices: NDArray[np.float64], faces: NDArray[np.int_]) -> float:
     a, b, c = (vertices[faces[:, n]] for n in range(3))
     signed_mm3 = float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum()) / 6.0
     return abs(signed_mm3) / 1000.0
@@ -326,18 +363,23 @@ def absent(lesion_id: str, *, date: date) -> Measurement:
 
 
 def describe_lesion(mask: LesionMask, image: Volume | None = None) -> dict[str, float | int | None]:
-    """The `abscopal measure --json` record: size (voxels, mL, mm) and image statistics."""
+    """The `abscopal measure --json` record: size (voxels, mL, mm) and image statistics.
+
+    Outlines and the surface mesh are computed once and shared by every size metric.
+    """
     mask = mask.cropped()  # work on the lesion's bounding box, not the scan
-    size = measure_size(mask)
+    outlines = _slice_outlines_mm(mask)
+    size = _size(mask, outlines)
     stats = None if image is None else intensity_stats(image, mask)
+    mesh = _mesh(mask) if size.voxel_count else None
     return {
         "voxel_count": size.voxel_count,
         "volume_ml": size.volume_ml,
-        "volume_mesh_ml": mesh_volume_ml(mask),
+        "volume_mesh_ml": 0.0 if mesh is None else _mesh_volume_ml(*mesh),
         "diameter_long_mm": size.diameter_long_mm,
         "diameter_short_mm": size.diameter_short_mm,
-        "diameter_max_3d_mm": max_3d_diameter_mm(mask),
-        "diameter_max_2d_mesh_mm": max_2d_diameter_mesh_mm(mask),
+        "diameter_max_3d_mm": 0.0 if mesh is None else _max_3d_mm(mesh[0]),
+        "diameter_max_2d_mesh_mm": _max_2d_mesh_mm(mask, outlines),
         "mean": None if stats is None else stats.mean,
         "min": None if stats is None else stats.min,
         "max": None if stats is None else stats.max,

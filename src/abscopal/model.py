@@ -118,15 +118,15 @@ class LesionMask:
 
         Shape metrics then cost what the lesion costs, not what the scan costs.
         """
-        spans = []
-        for axis in range(3):
-            other = tuple(a for a in range(3) if a != axis)
-            hit = np.flatnonzero(self.mask.any(axis=other))
-            if hit.size == 0:
-                return self
-            spans.append(
-                (max(int(hit[0]) - pad, 0), min(int(hit[-1]) + 1 + pad, self.mask.shape[axis]))
-            )
+        slices = np.flatnonzero(self.mask.any(axis=(1, 2)))
+        if slices.size == 0:
+            return self
+        plane = np.any(self.mask[slices[0] : slices[-1] + 1], axis=0)  # rows, columns: one slab
+        hits = (slices, np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0)))
+        spans = [
+            (max(int(hit[0]) - pad, 0), min(int(hit[-1]) + 1 + pad, self.mask.shape[axis]))
+            for axis, hit in enumerate(hits)
+        ]
         start = (spans[0][0], spans[1][0], spans[2][0])
         stop = (spans[0][1], spans[1][1], spans[2][1])
         if start == (0, 0, 0) and stop == self.mask.shape:

@@ -79,9 +79,9 @@ def read_itk_volume(path: Path, *, modality: str = "OT", units: str = "AU") -> V
         msg = f"{path}: {image.GetNumberOfComponentsPerPixel()} components per voxel, expected 1"
         raise IngestError(msg)
     grid = grid_from_sitk(image, frame_of_reference_uid=f"file:{path.name}")
-    array = sitk.GetArrayFromImage(image)
-    if not np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float32)
+    view = sitk.GetArrayViewFromImage(image)  # converted in one copy, not two
+    dtype = view.dtype if np.issubdtype(view.dtype, np.floating) else np.float32
+    array = np.array(view, dtype=dtype)
     return Volume(array=array, grid=grid, modality=modality, units=units)
 
 
