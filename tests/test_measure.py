@@ -293,3 +293,49 @@ def test_measure_command_error_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as done:
         main(["measure", str(tmp_path / "nope.nii.gz"), str(tmp_path / "m.nii.gz"), "--json"])
     assert "no such file" in str(done.value.code)
+
+
+def _adc_phantom(inside: float, outside: float) -> tuple[Volume, LesionMask]:
+    """An ADC map with a known value in an ellipsoid lesion and another around it."""
+    lesion = ellipsoid((6.0, 9.0, 9.0), (3.0, 1.0, 1.0))
+    array = np.where(lesion.mask, inside, outside).astype(np.float32)
+    return Volume(array=array, grid=lesion.grid, modality="MR", units="AU"), lesion
+
+
+def test_mean_adc_in_either_unit() -> None:
+    """A lesion of 800 µm²/s in 2000 µm²/s tissue reads 800, whether stored in µm²/s or mm²/s."""
+    from abscopal.measure import adc_mean_um2_s
+
+    adc, lesion = _adc_phantom(800.0, 2000.0)
+    assert adc_mean_um2_s(adc, lesion) == pytest.approx(800.0)
+    adc_mm2, _ = _adc_phantom(0.0008, 0.002)
+    assert adc_mean_um2_s(adc_mm2, lesion, unit="mm2_s") == pytest.approx(800.0, rel=1e-6)
+
+
+def test_adc_in_the_wrong_unit_is_refused() -> None:
+    """An ADC map in mm²/s read as µm²/s is not silently 0.0008 µm²/s."""
+    from abscopal.errors import IngestError
+    from abscopal.measure import adc_mean_um2_s
+
+    adc, lesion = _adc_phantom(0.0008, 0.002)
+    with pytest.raises(IngestError, match="mm2_s"):
+        adc_mean_um2_s(adc, lesion)
+
+
+def test_measure_command_adc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`abscopal measure ADC MASK --adc mm2_s --json` adds adc_mean_um2_s."""
+    from abscopal.io.image import write_nifti
+
+    adc, lesion = _adc_phantom(0.0011, 0.0025)
+    write_nifti(adc, tmp_path / "adc.nii.gz")
+    write_nifti(
+        Volume(array=lesion.mask.astype(np.float32), grid=lesion.grid, modality="SEG", units="1"),
+        tmp_path / "mask.nii.gz",
+    )
+    args = ["measure", str(tmp_path / "adc.nii.gz"), str(tmp_path / "mask.nii.gz")]
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--adc", "mm2_s", "--json"])
+    assert done.value.code in (0, None)
+    out = json.loads(capsys.readouterr().out)
+    assert out["adc_mean_um2_s"] == pytest.approx(1100.0, rel=1e-5)
+    assert out["voxel_count"] == lesion.voxel_count

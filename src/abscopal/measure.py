@@ -19,6 +19,7 @@ from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist, squareform
 from skimage.measure import find_contours, marching_cubes
 
+from abscopal.errors import IngestError
 from abscopal.geometry import require_same_frame
 from abscopal.model import LesionMask, Measurement, Volume
 
@@ -296,6 +297,34 @@ def intensity_peak(
         at_max = values[local_idx]
         means = means[at_max == at_max.max()]
     return float(means.max())
+
+
+# ADC maps are stored in 10^-6 mm²/s (= µm²/s) by the major vendors; some tools write mm²/s.
+ADC_UNIT_TO_UM2_S = {"um2_s": 1.0, "mm2_s": 1e6}
+_ADC_PLAUSIBLE_UM2_S = (1.0, 10_000.0)  # free water at 37 °C is ~3000 µm²/s
+
+
+def adc_mean_um2_s(adc: Volume, mask: LesionMask, *, unit: str = "um2_s") -> float | None:
+    """Mean apparent diffusion coefficient (10⁻⁶ mm²/s) of `mask` on an ADC map in `unit`.
+
+    A mean outside 1-10 000 µm²/s means the map is not an ADC map in the stated unit; that is an
+    error, not a guess. None for an empty mask.
+    """
+    if unit not in ADC_UNIT_TO_UM2_S:
+        msg = f"ADC unit {unit!r} is unknown; use one of {sorted(ADC_UNIT_TO_UM2_S)}"
+        raise IngestError(msg)
+    stats = intensity_stats(adc, mask)
+    if stats is None:
+        return None
+    mean = stats.mean * ADC_UNIT_TO_UM2_S[unit]
+    low, high = _ADC_PLAUSIBLE_UM2_S
+    if not low <= mean <= high:
+        msg = (
+            f"mean ADC of lesion {mask.lesion_id} is {mean:g} µm²/s with unit {unit!r}, outside "
+            f"{low:g}-{high:g}; pass the ADC map (not the DWI) and its unit (um2_s or mm2_s)"
+        )
+        raise IngestError(msg)
+    return mean
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,17 +22,40 @@ LabelOption = Annotated[
 ]
 
 
+class AdcUnit(StrEnum):
+    """Units an ADC map is stored in."""
+
+    UM2_S = "um2_s"
+    MM2_S = "mm2_s"
+
+
+AdcOption = Annotated[
+    AdcUnit | None,
+    typer.Option(
+        "--adc",
+        help="IMAGE is an ADC map in this unit (um2_s = 10^-6 mm²/s, mm2_s); adds adc_mean_um2_s.",
+    ),
+]
+
+
 @app.command(
     help="One lesion's voxel count, volume, RECIST and 3D diameters, and image statistics."
 )
 def measure(
-    image: ImageArg, mask: MaskArg, label: LabelOption = 1, as_json: JsonFlag = False
+    image: ImageArg,
+    mask: MaskArg,
+    label: LabelOption = 1,
+    adc_unit: AdcOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     from abscopal.io.image import read_image, read_mask
-    from abscopal.measure import describe_lesion
+    from abscopal.measure import adc_mean_um2_s, describe_lesion
 
     volume = read_image(image)
-    result = describe_lesion(read_mask(mask, label=label, reference=volume), volume)
+    lesion = read_mask(mask, label=label, reference=volume)
+    result = describe_lesion(lesion, volume)
+    if adc_unit is not None:
+        result["adc_mean_um2_s"] = adc_mean_um2_s(volume, lesion, unit=adc_unit.value)
     text = (
         f"{result['voxel_count']} voxels, {result['volume_ml']:.3f} mL; "
         f"long {result['diameter_long_mm']:.1f} mm, short {result['diameter_short_mm']:.1f} mm, "
