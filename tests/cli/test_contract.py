@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from abscopal.cli.main import main
@@ -64,3 +65,26 @@ def test_demo_keys(
     result = run_json(["demo", "--out", str(tmp_path), "--json"], capsys)
     assert (result["patients"], result["abscopal_patients"]) == (1, 1)
     assert Path(str(result["report"])).is_file()
+
+
+def test_y90_dose_written_as_rtdose(
+    synthetic_patients: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out dose.dcm` is an RTDOSE on the PET's frame and study, equal to the NIfTI dose map."""
+    import pydicom
+
+    from abscopal.io.image import read_itk_volume
+    from abscopal.io.rt import read_rtdose
+
+    pet = synthetic_patients["a"] / "pet"
+    run_json(["y90", str(pet), "--out", str(tmp_path / "dose.dcm"), "--json"], capsys)
+    run_json(["y90", str(pet), "--out", str(tmp_path / "dose.nii.gz"), "--json"], capsys)
+    rtdose = read_rtdose(tmp_path / "dose.dcm").volume
+    nifti = read_itk_volume(tmp_path / "dose.nii.gz")
+    first_pet = pydicom.dcmread(next(pet.rglob("*.dcm")), stop_before_pixels=True)
+    assert rtdose.grid.frame_of_reference_uid == first_pet.FrameOfReferenceUID
+    assert pydicom.dcmread(tmp_path / "dose.dcm").StudyInstanceUID == first_pet.StudyInstanceUID
+    assert rtdose.grid.same_geometry(nifti.grid, tol_mm=1e-3)
+    peak = float(nifti.array.max())
+    assert np.abs(rtdose.array - nifti.array).max() <= 1e-6 * peak
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # nothing staged

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from abscopal.cli._app import JsonFlag, app, emit
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from abscopal.model import Volume
 
 DPK_ENV = "ABSCOPAL_Y90_DPK"  # path of the Graves 2019 Y-90 dose point kernel table (CSV)
 
@@ -21,7 +26,10 @@ def y90(
         Path | None, typer.Option("--mask", help="Mask (NIfTI, SEG, RTSTRUCT) for the mean dose.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the dose map (Gy) as NIfTI (.nii/.nii.gz).")
+        Path | None,
+        typer.Option(
+            "--out", help="Write the dose map (Gy): NIfTI (.nii/.nii.gz) or RTDOSE (.dcm)."
+        ),
     ] = None,
     k: Annotated[
         float, typer.Option("--k", help="Gy·kg/GBq (49.67 TG-144; 49.77, 49.38, 50).")
@@ -42,10 +50,10 @@ def y90(
     from abscopal.dose.kernel import parse_dose_point_kernel
     from abscopal.dose.y90 import Y90DoseSettings, check_activity, y90_dose
     from abscopal.errors import IngestError
-    from abscopal.io.image import read_mask, read_y90_activity, write_nifti
+    from abscopal.io.image import read_y90_activity
 
-    if out is not None and not out.name.endswith((".nii", ".nii.gz")):
-        msg = f"--out {out}: the dose map is written as NIfTI; use a .nii or .nii.gz name"
+    if out is not None and not out.name.endswith((".nii", ".nii.gz", ".dcm")):
+        msg = f"--out {out}: the dose map is NIfTI (.nii, .nii.gz) or RTDOSE (.dcm); rename it"
         raise IngestError(msg)
     try:
         settings = Y90DoseSettings(method=method, k_gy_kg_per_gbq=k, density_g_ml=density)
@@ -73,20 +81,9 @@ def y90(
         for w in caught:
             warnings.warn(w.message, w.category, stacklevel=1)
     dose = result.dose
-    region = "image"
-    values = dose.array
-    if mask is not None:
-        lesion = read_mask(mask, reference=act)
-        if not lesion.mask.any():
-            msg = f"{mask.name}: the mask is empty; check the label or the segmentation"
-            raise IngestError(msg)
-        if not lesion.grid.same_geometry(dose.grid):
-            msg = f"{mask.name}: the mask's grid differs from the activity grid; resample it first"
-            raise IngestError(msg)
-        values = dose.array[lesion.mask]
-        region = "mask"
+    values, region = _region_values(dose, act, mask)
     if out is not None:
-        write_nifti(dose, out)
+        _write_dose(dose, out, activity)
     payload = {
         "total_activity_bq": result.total_activity_bq,
         "dose_mean_gy": float(values.mean()),
@@ -104,3 +101,40 @@ def y90(
         f"imaged activity {result.total_activity_bq / 1e9:.3f} GBq"
     )
     emit(payload, as_json=as_json, text=text)
+
+
+def _dicom_source(activity: Path) -> Path | None:
+    """A file of the DICOM activity series (patient, study, frame of reference); None for NIfTI."""
+    from abscopal.io.image import find_image_series, is_itk_file
+
+    if activity.is_file() and is_itk_file(activity):
+        return None
+    return find_image_series(activity).files[0]
+
+
+def _region_values(dose: Volume, activity: Volume, mask: Path | None) -> tuple[NDArray[Any], str]:
+    """Dose values of the whole image, or of the mask's voxels (on the activity grid)."""
+    from abscopal.errors import IngestError
+    from abscopal.io.image import read_mask
+
+    if mask is None:
+        return dose.array, "image"
+    lesion = read_mask(mask, reference=activity)
+    if not lesion.mask.any():
+        msg = f"{mask.name}: the mask is empty; check the label or the segmentation"
+        raise IngestError(msg)
+    if not lesion.grid.same_geometry(dose.grid):
+        msg = f"{mask.name}: the mask's grid differs from the activity grid; resample it first"
+        raise IngestError(msg)
+    return dose.array[lesion.mask], "mask"
+
+
+def _write_dose(dose: Volume, out: Path, activity: Path) -> None:
+    """NIfTI by default; RTDOSE (.dcm) in the activity image's study and frame of reference."""
+    from abscopal.io.image import write_nifti
+    from abscopal.io.rt import write_rtdose
+
+    if out.suffix == ".dcm":
+        write_rtdose(dose, out, like=_dicom_source(activity), description="Y-90 absorbed dose")
+    else:
+        write_nifti(dose, out)

@@ -403,3 +403,93 @@ def sum_rtdoses(doses: Sequence[RtDose], *, fractions: int | None = None) -> RtD
     if len(doses) == 1:
         summation = "PLAN" if kinds == {"FRACTION"} else doses[0].summation_type
     return RtDose(volume=volume, summation_type=summation, dose_type=doses[0].dose_type)
+
+
+# Identity of the patient and study: copied from the source image so the dose joins its study.
+_PATIENT_STUDY: Final = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientIdentityRemoved",
+    "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber",
+    "ReferringPhysicianName", "StudyDescription",
+)  # fmt: skip
+_UINT32_MAX: Final = 2**32 - 1
+
+
+def write_rtdose(
+    dose: Volume,
+    out: Path,
+    *,
+    like: Path | None = None,
+    summation_type: str = "PLAN",
+    description: str = "abscopal dose",
+) -> None:
+    """Write a dose map in Gy as a multi-frame RTDOSE (uint32 with DoseGridScaling), atomically.
+
+    `like` (a DICOM file of the image the dose was computed from) supplies the patient, the study
+    and the frame of reference, so viewers overlay the dose on that image; without it the RTDOSE
+    gets a new study and frame of reference. A dose computed without a plan (Y-90 from a PET)
+    has no RTPLAN to reference, so ReferencedRTPlanSequence is omitted.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+
+    values = np.asarray(dose.array, dtype=np.float64)
+    if not np.all(np.isfinite(values)) or values.min() < 0:
+        msg = f"{out.name}: the dose map holds NaN, infinite or negative values; nothing written"
+        raise ValueError(msg)
+    ds = Dataset()
+    source = read_dataset(like, stop_before_pixels=True) if like is not None else None
+    for keyword in _PATIENT_STUDY:
+        if source is not None and keyword in source:
+            setattr(ds, keyword, source.data_element(keyword).value)  # type: ignore[union-attr]
+    ds.StudyInstanceUID = ds.get("StudyInstanceUID") or generate_uid()
+    ds.SOPClassUID = RTDOSE_SOP_CLASS
+    ds.SOPInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "RTDOSE"
+    ds.SeriesDescription = description
+    ds.Manufacturer = "abscopal"
+    frame = source.get("FrameOfReferenceUID") if source is not None else None
+    ds.FrameOfReferenceUID = frame or generate_uid()
+    _write_dose_geometry(ds, dose.grid)
+    ds.DoseUnits, ds.DoseType, ds.DoseSummationType = "GY", "PHYSICAL", summation_type
+    scaling = max(float(values.max()), 1e-9) / _UINT32_MAX
+    ds.DoseGridScaling = f"{scaling:.10e}"[:16]
+    scaling = float(ds.DoseGridScaling)  # the value as stored, so rounding cannot overflow
+    stored = np.minimum(np.rint(values / scaling), _UINT32_MAX).astype("<u4")
+    ds.PixelData = np.ascontiguousarray(stored).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        staged = Path(tmp) / out.name
+        ds.save_as(staged, enforce_file_format=True)
+        staged.replace(out)
+
+
+def _write_dose_geometry(ds: Dataset, grid: Grid) -> None:
+    """Image plane, multi-frame pointers and relative GridFrameOffsetVector of `grid`."""
+    from pydicom.tag import Tag
+
+    row_dir, col_dir, slice_dir = (
+        np.asarray(a) for a in (grid.axes[2], grid.axes[1], grid.axes[0])
+    )
+    normal = np.cross(row_dir, col_dir)
+    sign = float(np.sign(slice_dir @ normal)) or 1.0  # slices may run against the normal
+    ds.ImagePositionPatient = [f"{v:.6f}" for v in grid.origin_mm]
+    ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*row_dir, *col_dir)]
+    ds.PixelSpacing = [f"{grid.spacing_mm[1]:.6f}", f"{grid.spacing_mm[2]:.6f}"]
+    ds.SliceThickness = f"{grid.spacing_mm[0]:.6f}"
+    ds.NumberOfFrames = grid.shape[0]
+    ds.FrameIncrementPointer = Tag(0x3004, 0x000C)  # GridFrameOffsetVector
+    ds.GridFrameOffsetVector = [
+        f"{sign * k * grid.spacing_mm[0]:.6f}"[:16] for k in range(grid.shape[0])
+    ]
+    ds.Rows, ds.Columns = grid.shape[1], grid.shape[2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 32, 31, 0
