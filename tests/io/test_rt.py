@@ -268,3 +268,35 @@ def test_sum_of_two_grids_and_fraction_dose(dicompyler_dir: Path) -> None:
     )
     with pytest.raises(GeometryError, match="FrameOfReferenceUID differs"):
         sum_rtdoses([dose, moved])
+
+
+@pytest.mark.parametrize("slice_step", [1.0, -1.0])
+def test_write_rtdose_round_trip(tmp_path: Path, slice_step: float) -> None:
+    """A dose written as RTDOSE reads back on the same grid (slices with or against the normal)."""
+    from abscopal.io.rt import write_rtdose
+
+    axes = ((0.0, 0.0, slice_step), AXIAL[1], AXIAL[2])
+    grid = Grid(
+        origin_mm=(-10.0, 20.0, 30.0),
+        spacing_mm=(2.5, 1.5, 2.0),
+        axes=axes,
+        shape=(4, 5, 6),
+        frame_of_reference_uid="1.2.826.0.1.3680043.8.498.1",
+    )
+    values = np.random.default_rng(3).uniform(0.0, 70.0, grid.shape)
+    write_rtdose(Volume(array=values, grid=grid, modality="RTDOSE", units="GY"), tmp_path / "d.dcm")
+    back = read_rtdose(tmp_path / "d.dcm").volume
+    assert back.grid.same_geometry(grid, tol_mm=1e-4)
+    assert np.abs(back.array - values).max() <= 70.0 / 2**32 * 1.01  # one quantisation step
+
+
+def test_write_rtdose_refuses_nan_and_leaves_nothing(tmp_path: Path) -> None:
+    from abscopal.io.rt import write_rtdose
+
+    grid = Grid(origin_mm=(0, 0, 0), spacing_mm=(1, 1, 1), axes=AXIAL, shape=(2, 2, 2))
+    values = np.full(grid.shape, np.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        write_rtdose(
+            Volume(array=values, grid=grid, modality="RTDOSE", units="GY"), tmp_path / "d.dcm"
+        )
+    assert list(tmp_path.iterdir()) == []
