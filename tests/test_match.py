@@ -117,3 +117,16 @@ def test_manifest_override_wins(canvas: LesionMask) -> None:
     matched = next(link for link in links if link.kind is MatchKind.MATCHED)
     assert (matched.lesion_id, "manifest override" in matched.evidence) == ("B2", True)
     assert match_lesions([a], [f], overrides={"F1": "new"})[0].kind is MatchKind.NEW
+
+
+def test_forced_pairs_name_the_rule_that_forced_them(canvas: LesionMask) -> None:
+    """Identities a SEG states (a TrackingUID) are passed as overrides; evidence says which."""
+    a = _box(canvas, (2, 10, 10), (6, 20, 20), "B1")
+    f = _box(canvas, (2, 10, 12), (6, 20, 22), "F1")
+    (link,) = match_lesions([a], [f], overrides={"F1": "B1"}, rules={"F1": "TrackingUID"})
+    assert link.evidence == "TrackingUID: registered centroids 2.0 mm apart, overlap 80%"
+    links = match_lesions([a], [f], overrides={"F1": "new"}, rules={"F1": "new TrackingUID"})
+    assert [(x.kind, x.evidence) for x in links] == [
+        (MatchKind.NEW, "new TrackingUID"),
+        (MatchKind.DISAPPEARED, "no follow-up lesion left to partner it"),
+    ]

@@ -10,8 +10,10 @@ lesions win. `scipy.optimize.linear_sum_assignment` picks one partner each; pair
 - merged: a follow-up lesion that overlaps an unmatched baseline lesion as well as its own partner;
 - new, disappeared: no partner and no relation.
 
-A manifest override (`overrides`: follow-up lesion id -> baseline lesion id, or "new") wins over
-the assignment. Every result carries its evidence (distance, overlap, rule).
+An override (`overrides`: follow-up lesion id -> baseline lesion id, or "new") wins over the
+assignment: a manifest entry, or an identity the SEG states (a shared TrackingUID); `rules` names
+where each came from for the evidence (default "manifest override"). Every result carries its
+evidence (distance, overlap, rule).
 """
 
 from __future__ import annotations
@@ -80,10 +82,12 @@ def match_lesions(
     registration: Registration | None = None,
     max_distance_mm: float = MAX_DISTANCE_MM,
     overrides: Mapping[str, str] | None = None,
+    rules: Mapping[str, str] | None = None,
 ) -> list[LesionLink]:
     """Link every baseline and follow-up lesion (see the module docstring)."""
     reg = registration or Registration.identity()
     overrides = dict(overrides or {})
+    rules = dict(rules or {})
     base = [m for m in baseline if m.voxel_count]
     follow = [m for m in follow_up if m.voxel_count]
     base_c = np.array([_centroid(m) for m in base]).reshape(-1, 3)
@@ -110,13 +114,14 @@ def match_lesions(
                 pairs[j] = i
     links: list[LesionLink] = []
     for j, i in sorted(pairs.items(), key=lambda kv: kv[1]):
-        rule = "manifest override" if j in forced else "Hungarian assignment"
+        own = follow[j].lesion_id
+        rule = rules.get(own, "manifest override") if j in forced else "Hungarian assignment"
         links.append(
             LesionLink(
                 kind=MatchKind.MATCHED,
                 lesion_id=base[i].lesion_id,
                 baseline_ids=(base[i].lesion_id,),
-                follow_up_ids=(follow[j].lesion_id,),
+                follow_up_ids=(own,),
                 distance_mm=float(distance[i, j]),
                 overlap=float(overlap[i, j]),
                 evidence=f"{rule}: registered centroids {distance[i, j]:.1f} mm apart, "
@@ -136,7 +141,7 @@ def match_lesions(
                 distance=distance,
                 overlap=overlap,
                 max_distance_mm=max_distance_mm,
-                forced=forced,
+                forced={j: rules.get(follow[j].lesion_id, "manifest override") for j in forced},
             )
         )
     for i in range(len(base)):
@@ -159,7 +164,7 @@ def _unmatched_follow_up(
     distance: NDArray[np.float64],
     overlap: NDArray[np.float64],
     max_distance_mm: float,
-    forced: set[int],
+    forced: Mapping[int, str],  # follow-up index -> the rule that forced it
 ) -> LesionLink:
     own = follow[j].lesion_id
     near = [i for i in pairs.values() if overlap[i, j] > 0 or distance[i, j] <= max_distance_mm]
@@ -175,11 +180,7 @@ def _unmatched_follow_up(
             evidence=f"a second follow-up lesion {distance[i, j]:.1f} mm from "
             f"{base[i].lesion_id} (overlap {overlap[i, j]:.0%}), which already has a partner",
         )
-    reason = (
-        "manifest override"
-        if j in forced
-        else f"no baseline lesion within {max_distance_mm:g} mm or overlapping"
-    )
+    reason = forced.get(j, f"no baseline lesion within {max_distance_mm:g} mm or overlapping")
     nearest = float(distance[:, j].min()) if distance.shape[0] else None
     return LesionLink(
         kind=MatchKind.NEW,

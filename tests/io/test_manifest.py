@@ -137,3 +137,40 @@ def test_readme_manifest_example_validates() -> None:
         "radiation",
         "ablation",
     ]
+
+
+MATCHES = """\
+matches:
+  - date: 2024-05-14
+    segment: lesion 3
+    lesion_id: B1
+  - date: 2024-08-20
+    segment: "20240820-2"
+    lesion_id: new
+"""
+
+
+def test_matches_are_read(tmp_path: Path) -> None:
+    manifest = read_manifest(write(tmp_path, EXAMPLE + MATCHES))
+    got = [(m.date, m.segment, m.lesion_id) for m in manifest.matches]
+    assert got == [(date(2024, 5, 14), "lesion 3", "B1"), (date(2024, 8, 20), "20240820-2", "new")]
+    assert read_manifest(write(tmp_path, EXAMPLE)).matches == []
+
+
+def test_match_errors_name_field_and_line(tmp_path: Path) -> None:
+    """Lines 23–25 hold the first match; a misspelt key and a missing one are found there."""
+    text = EXAMPLE + MATCHES.replace("lesion_id: B1", "lesion: B1")
+    with pytest.raises(IngestError) as err:
+        read_manifest(write(tmp_path, text))
+    assert "manifest.yaml line 25: matches.0.lesion: Extra inputs" in str(err.value)
+    assert "manifest.yaml line 23: matches.0.lesion_id: Field required" in str(err.value)
+    with pytest.raises(IngestError, match=r"line 24: matches.0.segment: String should have"):
+        read_manifest(write(tmp_path, EXAMPLE + MATCHES.replace("lesion 3", '""')))
+
+
+def test_a_segment_matched_twice_is_refused(tmp_path: Path) -> None:
+    twice = MATCHES.replace("2024-08-20", "2024-05-14").replace('"20240820-2"', "lesion 3")
+    with pytest.raises(
+        IngestError, match=r"line 22: matches: .*items 0 and 1 both match segment 'lesion 3'"
+    ):
+        read_manifest(write(tmp_path, EXAMPLE + twice))

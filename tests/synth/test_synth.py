@@ -559,3 +559,39 @@ def test_ptv_contour_lies_five_mm_from_the_lesion() -> None:
     assert float(
         dose.dose_gy(np.array([[0.0, 45.0 + 9.0 + 5.0 + 10.0, 37.5]]))[0]
     ) == pytest.approx(20.0 * math.exp(-1.0))
+
+
+# --- the tracking variant --------------------------------------------------------------------
+
+
+def test_untracked_moved_patient_keeps_pixels_and_truth(
+    cohort: dict[str, Path], tmp_path: Path
+) -> None:
+    """`untracked` + `Motion()`: same truth and CT pixels as the default patient; the follow-up
+    CTs rotated 4° × MOTION_SCALE about S (the planning CT stays); follow-up segments named per
+    date with TrackingUIDs of that date only, N1 by its id where it first appears."""
+    from abscopal.synth.patient import MOTION_SCALE, Motion
+
+    plain = cohort["f"]
+    moved = synthesize_patient(
+        tmp_path, scenario="f", seed=SEED, index=5, untracked=True, motion=Motion()
+    )
+    assert _truth(moved) == _truth(plain)
+    uids: list[str] = []
+    for i, day in enumerate(_dates(plain)):
+        one = pydicom.dcmread(plain / "ct" / day / "CT_0030.dcm")
+        two = pydicom.dcmread(moved / "ct" / day / "CT_0030.dcm")
+        assert one.PixelData == two.PixelData
+        row = np.array([float(v) for v in two.ImageOrientationPatient[:3]])
+        degrees = math.degrees(math.atan2(row[1], row[0]))
+        assert degrees == pytest.approx(4.0 * MOTION_SCALE[i], abs=1e-4)
+        seg = hd.seg.segread(moved / "seg" / f"{day}.dcm")
+        labels = sorted(str(s.SegmentLabel) for s in seg.SegmentSequence)
+        expected = len(pydicom.dcmread(plain / "seg" / f"{day}.dcm").SegmentSequence)
+        named = sorted(label for label in labels if not label.startswith(f"{day}-"))
+        assert named == {0: ["B1", "B2"], 3: ["N1"]}.get(i, [])  # where each first appears
+        assert len(labels) == expected
+        assert set(labels) - set(named) <= {f"{day}-{n}" for n in range(1, expected + 1)}
+        uids += [str(s.TrackingUID) for s in seg.SegmentSequence]
+    assert len(uids) == len(set(uids))  # no TrackingUID shared between timepoints
+    assert MOTION_SCALE[PLANNING] == 0.0

@@ -1,4 +1,4 @@
-"""The patient manifest (YAML): local and systemic therapies and lesion overrides.
+"""The patient manifest (YAML): local and systemic therapies, lesion overrides and lesion matches.
 
 Paths in the manifest are relative to the manifest's folder. Unknown or misspelt fields are
 errors, and each error names the field and its line, e.g.::
@@ -37,6 +37,10 @@ Example::
       - lesion_id: L1
         organ: liver
         kind: hcc
+    matches:                               # optional: who is who where the SEGs do not track
+      - date: 2024-05-14                   # a CT timepoint's date
+        segment: "lesion 3"                # SegmentLabel or TrackingID in that date's SEG
+        lesion_id: L1                      # a lesion seen earlier, or new
 """
 
 from __future__ import annotations
@@ -149,6 +153,17 @@ class LesionEntry(_Strict):
     kind: LesionKind = LesionKind.SOFT_TISSUE
 
 
+class MatchEntry(_Strict):
+    """A manual lesion match: `segment` of the SEG at `date` is lesion `lesion_id`, or "new".
+
+    It wins over the SEG's TrackingUID and over geometric matching (`abscopal.tracking`).
+    """
+
+    date: date
+    segment: str = Field(min_length=1)
+    lesion_id: str = Field(min_length=1)
+
+
 class Manifest(_Strict):
     """The whole manifest of one patient."""
 
@@ -160,6 +175,20 @@ class Manifest(_Strict):
     ] = Field(default_factory=list)
     systemic_therapies: list[SystemicEntry] = Field(default_factory=list)
     lesions: list[LesionEntry] = Field(default_factory=list)
+    matches: list[MatchEntry] = Field(default_factory=list)
+
+    @field_validator("matches")
+    @classmethod
+    def _one_match_per_segment(cls, matches: list[MatchEntry]) -> list[MatchEntry]:
+        seen: dict[tuple[date, str], int] = {}
+        for i, m in enumerate(matches):
+            first = seen.setdefault((m.date, m.segment), i)
+            if first != i:
+                msg = (
+                    f"items {first} and {i} both match segment {m.segment!r} on {m.date}; keep one"
+                )
+                raise ValueError(msg)
+        return matches
 
     def to_patient(self, scan_dates: tuple[date, ...] = ()) -> Patient:
         """The domain `Patient` for this manifest."""
@@ -265,6 +294,12 @@ def read_manifest(path: Path) -> Manifest:
             problems.append(f"{path.name}{at}: {'.'.join(loc)}: {err['msg']}")
         msg = "; ".join(problems) + " (see the README, 'Inputs', for the manifest fields)"
         raise IngestError(msg) from exc
+
+
+def field_line(path: Path, loc: tuple[str, ...]) -> int | None:
+    """The 1-based line of the field at `loc` (e.g. ("matches", "0", "segment")) in a manifest."""
+    lines = _line_numbers(path.read_text(encoding="utf-8"))
+    return lines.get(loc) or lines.get(loc[:-1])
 
 
 def _line_numbers(text: str) -> dict[tuple[str, ...], int]:

@@ -10,6 +10,13 @@ Layout (paths relative to the patient folder)::
 
 The truth comes from construction: the lesion ellipsoids, their scale factors and the analytic
 dose, never from the analysis code.
+
+Two options test lesion tracking (`abscopal.tracking`); both off, the files are those of every
+earlier version. `untracked` names the segments of a lesion seen before by a per-date label in a
+shuffled order ("20240305-2"), with a TrackingUID of that date only, so only geometry can tell
+who is who; a lesion keeps its id as label where it first appears. `motion` moves the patient
+rigidly between timepoints (`Motion`): the same voxels written under other ImagePositionPatient
+and ImageOrientationPatient, so every measurement in the image stays what it was.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from datetime import time as clock
 from enum import StrEnum
@@ -72,6 +79,43 @@ RT_TIME: Final = clock(14, 0)
 SEG_SERIES_NUMBER: Final = 100
 RTSTRUCT_SERIES_NUMBER: Final = 200
 RTDOSE_SERIES_NUMBER: Final = 201
+MOTION_SCALE: Final = (-1.0, 0.0, 1.0, -0.5, 0.5)  # per CT date; the planning CT stays put
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Motion:
+    """A rigid patient motion: rotation about the S axis through L = P = 0, then a shift (LPS mm).
+
+    CT i moves by `MOTION_SCALE[i]` times it: the planning CT (with the RT or PET on its frame)
+    stays, the others each stand elsewhere, at most twice the motion apart.
+    """
+
+    degrees: float = 4.0
+    shift_mm: tuple[float, float, float] = (6.0, 0.0, 8.0)  # 10 mm
+
+    def moved(self, grid: Grid, scale: float) -> Grid:
+        """`grid` after `scale` times the motion: every point p goes to R p + t."""
+        angle = np.deg2rad(self.degrees * scale)
+        c, s = np.cos(angle), np.sin(angle)
+        rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        origin = rotation @ np.asarray(grid.origin_mm) + scale * np.asarray(self.shift_mm)
+        axes = np.asarray(grid.axes, dtype=float) @ rotation.T
+        return replace(
+            grid,
+            origin_mm=(float(origin[0]), float(origin[1]), float(origin[2])),
+            axes=tuple((float(a[0]), float(a[1]), float(a[2])) for a in axes),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Options:
+    """How one patient is written (beyond its plan)."""
+
+    seed: int
+    index: int
+    size: phantom.Size
+    untracked: bool = False
+    motion: Motion | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
@@ -91,22 +135,28 @@ def synthesize_patient(
     seed: int,
     index: int = 0,
     size: Literal["small", "full"] = "small",
+    untracked: bool = False,
+    motion: Motion | None = None,
 ) -> Path:
     """Write one synthetic patient to ``out_dir/<patient_id>/`` atomically; return that folder.
 
     `scenario` is one of `SCENARIOS`; the same (scenario, seed, index, size) always writes the
     same truth, UIDs and pixels. `size` "small" is 128 × 128 × 64 CT voxels of 3 × 3 × 5 mm,
     "full" 512 × 512 × 128 of 0.75 × 0.75 × 2.5 mm, with the same anatomy in mm.
+    `untracked` and `motion` (see the module docstring) change the SEG labels and the CT
+    geometry, and the UIDs with them, never the truth.
     """
     if size not in phantom.CT_SIZES:
         msg = f"size must be 'small' or 'full', got {size!r}"
         raise ValueError(msg)
     started = time.perf_counter()
     plan = plan_patient(scenario=scenario, seed=seed, index=index)
-    uids = Uids(("abscopal.synth", plan.patient_id, scenario, size))
+    variant = (("untracked",) if untracked else ()) + ((repr(motion),) if motion else ())
+    uids = Uids(("abscopal.synth", plan.patient_id, scenario, size, *variant))
     folder = Path(out_dir) / plan.patient_id
+    options = _Options(seed=seed, index=index, size=size, untracked=untracked, motion=motion)
     with atomic_dir(folder) as tmp:
-        _write_patient(tmp, plan, seed=seed, index=index, size=size, uids=uids)
+        _write_patient(tmp, plan, options, uids=uids)
     logger.info(
         "synthetic patient of scenario %s (%s) written in %.1f s",
         scenario,
@@ -143,9 +193,8 @@ def synthesize(
     ]
 
 
-def _write_patient(
-    folder: Path, plan: PatientPlan, *, seed: int, index: int, size: phantom.Size, uids: Uids
-) -> None:
+def _write_patient(folder: Path, plan: PatientPlan, options: _Options, *, uids: Uids) -> None:
+    seed, index = options.seed, options.index
     patient = PatientInfo(
         patient_id=plan.patient_id,
         patient_name=f"Synthetic^P{index}",
@@ -154,9 +203,7 @@ def _write_patient(
         weight_kg=plan.weight_kg,
         height_m=plan.height_m,
     )
-    planning = _write_ct_and_seg(
-        folder, plan, patient, seed=seed, index=index, size=size, uids=uids
-    )
+    planning = _write_ct_and_seg(folder, plan, patient, options, uids=uids)
     dose_means: dict[str, float | None] = {}
     if isinstance(plan.therapy, EbrtPlan):
         dose_means = _write_rt(folder, plan, patient, planning, uids)
@@ -168,15 +215,9 @@ def _write_patient(
 
 
 def _write_ct_and_seg(
-    folder: Path,
-    plan: PatientPlan,
-    patient: PatientInfo,
-    *,
-    seed: int,
-    index: int,
-    size: phantom.Size,
-    uids: Uids,
+    folder: Path, plan: PatientPlan, patient: PatientInfo, options: _Options, *, uids: Uids
 ) -> _Planning:
+    seed, index, size = options.seed, options.index, options.size
     base_grid = phantom.ct_grid(size)
     labels = phantom.label_volume(base_grid)
     base_hu = phantom.hu_volume(labels)
@@ -184,6 +225,7 @@ def _write_ct_and_seg(
     organs = {p.lesion_id: p.organ for p in plan.lesions}
     scenario_number = SCENARIOS.index(plan.scenario)
     planning: _Planning | None = None
+    seen: set[str] = set()  # lesions segmented at an earlier date
     for i, when in enumerate(plan.ct_dates):
         grid = phantom.ct_grid(size, frame_of_reference_uid=uids("frame", i))
         hu = base_hu.copy()
@@ -206,10 +248,11 @@ def _write_ct_and_seg(
             when=study.when,
             description="CT 5 mm" if size == "small" else "CT 2.5 mm",
         )
+        written = options.motion.moved(grid, MOTION_SCALE[i]) if options.motion else grid
         images = write_ct_series(
             folder / "ct" / when.strftime("%Y%m%d"),
             stored=stored,
-            grid=grid,
+            grid=written,
             patient=patient,
             study=study,
             series=ct_series,
@@ -222,12 +265,20 @@ def _write_ct_and_seg(
             when=datetime.combine(when, SEG_TIME),
             description="Lesions (synthetic truth)",
         )
+        names = {lesion: lesion for lesion in masks}
+        if options.untracked:
+            rng = np.random.default_rng([seed, index, scenario_number, 300 + i])
+            names = _untracked_names(list(masks), seen, when, rng)
+        seen |= set(masks)
         write_seg(
             folder / "seg" / f"{when.strftime('%Y%m%d')}.dcm",
             source_images=images,
-            masks=masks,
-            organs=organs,
-            tracking_uids=tracking,
+            masks={names[lesion]: masks[lesion] for lesion in names},
+            organs={names[lesion]: organs[lesion] for lesion in names},
+            tracking_uids={
+                name: tracking[lesion] if name == lesion else uids("tracking", i, name)
+                for lesion, name in names.items()
+            },
             series=seg_series,
             sop_instance_uid=uids("seg", i),
         )
@@ -237,6 +288,17 @@ def _write_ct_and_seg(
         msg = f"no planning CT at timepoint {PLANNING}; CT dates are {plan.ct_dates}"
         raise ValueError(msg)
     return planning
+
+
+def _untracked_names(
+    present: list[str], seen: set[str], when: date, rng: np.random.Generator
+) -> dict[str, str]:
+    """Lesion id -> segment name, in a shuffled order: a per-date label for a lesion seen before."""
+    order = [present[k] for k in rng.permutation(len(present))]
+    return {
+        lesion: f"{when.strftime('%Y%m%d')}-{n}" if lesion in seen else lesion
+        for n, lesion in enumerate(order, start=1)
+    }
 
 
 def _check_placement(
@@ -429,7 +491,8 @@ def _manifest_text(plan: PatientPlan) -> str:
             ],
         }
     )
-    body = yaml.safe_dump(_plain(manifest.model_dump()), sort_keys=False, allow_unicode=False)
+    dump = manifest.model_dump(exclude={"matches"})  # none written; omitted as before it existed
+    body = yaml.safe_dump(_plain(dump), sort_keys=False, allow_unicode=False)
     header = f"# Synthetic patient, scenario {plan.scenario}. {DISCLAIMER}\n"
     return header + body
 
