@@ -112,6 +112,11 @@ def test_analysis_of_the_moved_untracked_patient_equals_truth(
     assert got == truth["abscopal"]
     fields = {lesion["lesion_id"]: lesion["field"] for lesion in result["lesions"]}
     assert fields == {lesion["lesion_id"]: lesion["field"] for lesion in truth["lesions"]}
+    tracking = {t["date"]: t for t in result["tracking"]}
+    third = tracking[loaded.timepoints[2].date.isoformat()]
+    assert third["registration"]["rotation_deg"] == pytest.approx(2 * Motion().degrees, abs=0.2)
+    assert {s["rule"] for s in third["segments"]} == {"geometry"}
+    assert {link["kind"] for link in third["links"]} == {"matched"}
 
 
 def test_vanished_lesion_is_absent_and_found_again(loaded: PatientInputs) -> None:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from abscopal.abscopal import LesionFinding
     from abscopal.dose.field import LesionField
+    from abscopal.tracking import TrackedTimepoint
 
 LIBRARIES = ("numpy", "scipy", "scikit-image", "pydicom", "highdicom", "SimpleITK", "matplotlib")
 
@@ -201,7 +202,40 @@ def result_dict(analysis: PatientAnalysis, inputs: PatientInputs) -> dict[str, A
             ],
             "scan_dates": [d.isoformat() for d in timeline.scan_dates],
         },
+        "tracking": [_tracking_dict(t) for t in inputs.tracking],
         "provenance": provenance(inputs, analysis.settings),
+    }
+
+
+def _tracking_dict(t: TrackedTimepoint) -> dict[str, Any]:
+    """How each segment of one timepoint got its lesion id, with the evidence."""
+    reg = t.registration
+    return {
+        "date": t.date.isoformat(),
+        "segments": [
+            {"segment": name, "lesion_id": lesion_id, "rule": t.rules[name].value}
+            for name, lesion_id in t.lesion_ids.items()
+        ],
+        "links": [
+            {
+                "kind": link.kind.value,
+                "lesion_id": link.lesion_id,
+                "baseline_ids": list(link.baseline_ids),
+                "follow_up_ids": list(link.follow_up_ids),
+                "distance_mm": link.distance_mm,
+                "overlap": link.overlap,
+                "evidence": link.evidence,
+            }
+            for link in t.links
+        ],
+        "registration": None
+        if reg is None
+        else {
+            "kind": reg.kind,
+            "rotation_deg": reg.rotation_deg,
+            "translation_mm": [float(v) for v in reg.offset_mm],
+            "bone_weighted": reg.bone_weighted,
+        },
     }
 
 

@@ -49,6 +49,13 @@ class Registration:
             )
             raise ValueError(msg)
 
+    @property
+    def rotation_deg(self) -> float:
+        """Angle of the rotation part (degrees); for an affine, of its nearest rotation."""
+        u, _, vt = np.linalg.svd(self.matrix)
+        cosine = (float(np.trace(u @ vt)) - 1.0) / 2.0
+        return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
+
     def to_baseline(self, points_mm: ArrayLike) -> NDArray[np.float64]:
         """Follow-up LPS points (..., 3) in the baseline's LPS coordinates."""
         pts = np.asarray(points_mm, dtype=float)
