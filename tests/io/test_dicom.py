@@ -180,11 +180,12 @@ def test_slightly_uneven_spacing_warns(tmp_path: Path, write_slice) -> None:
     assert (volume.array[:, 0, 0] + 1024).tolist() == [0, 1, 2, 3, 4]
 
 
-def test_gantry_tilt_is_refused(tmp_path: Path, write_slice) -> None:
+def test_irregular_in_plane_shifts_are_refused(tmp_path: Path, write_slice) -> None:
+    """Shifts of 0, 0.5 and 0 mm: no constant tilt explains them, so no geometry is guessed."""
     uid = generate_uid()
-    for n in range(3):
-        write_slice(tmp_path / f"{n}.dcm", position=(0, 0.5 * n, 2.0 * n), series_uid=uid)
-    with pytest.raises(IngestError, match="gantry tilt"):
+    for n, y in enumerate((0.0, 0.5, 0.0)):
+        write_slice(tmp_path / f"{n}.dcm", position=(0, y, 2.0 * n), series_uid=uid)
+    with pytest.raises(IngestError, match=r"shifted in-plane .*irregular.*\(0020,0032\)"):
         load_series(_only(index_folder(tmp_path)))
 
 
