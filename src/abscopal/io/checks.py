@@ -88,7 +88,7 @@ def pixel_data_problem(ds: Dataset, path: Path) -> str | None:
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if syntax is not None and syntax.is_compressed:
         return None  # encapsulated: the decoder checks the frames
-    element = ds["PixelData"]
+    element = ds.get_item("PixelData", keep_deferred=True)  # deferred: left unread in the file
     length = int(getattr(element, "length", 0) or 0)
     if getattr(element, "value", None) is not None:
         length = len(element.value)
