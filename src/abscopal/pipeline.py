@@ -20,19 +20,22 @@ from abscopal.abscopal import (
     assess_lesion,
     assess_patient,
 )
-from abscopal.dose.ebrt import dose_in_mask
+from abscopal.dose.dvh import structure_dvh_from_mask
 from abscopal.dose.field import (
     FieldSettings,
     LesionField,
-    activity_reaches_margin,
+    RegionDistance,
     classify_ebrt,
     classify_y90,
     distance_to_ptv_mm,
+    gap_mm,
     mask_on_grid,
     min_distance_mm,
     noise_floor_bq_ml,
     ptv_overlap_voxels,
+    region_distance,
     worst,
+    y90_loaded_region,
 )
 from abscopal.dose.y90 import Y90DoseSettings, ldm_dose
 from abscopal.errors import IngestError
@@ -55,7 +58,9 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from abscopal.geometry import Grid
+    from abscopal.io.manifest import Manifest
     from abscopal.io.refs import TimepointRefs
+    from abscopal.tracking import MatchOverride, Segment, TrackedTimepoint
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +111,7 @@ class PatientInputs:
     radiation: tuple[RadiationInputs, ...] = ()
     y90: tuple[Y90Inputs, ...] = ()
     input_sha256: Mapping[str, str] = field(default_factory=dict)
+    tracking: tuple[TrackedTimepoint, ...] = ()  # per timepoint: lesion ids, rules, evidence
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,43 +130,20 @@ class PatientAnalysis:
 
 
 def load_patient(path: Path) -> PatientInputs:
-    """Read a patient folder (or its manifest): manifest, CT series, SEGs, RTDOSE/RTSTRUCT, PET."""
-    from abscopal.io.dicom import index_folder, load_series
+    """Read a patient folder (or its manifest): manifest, CT series, SEGs, RTDOSE/RTSTRUCT, PET.
+
+    Lesions keep one id across timepoints: the SEG's own tracking where it states it, else
+    registration and geometric matching, a manifest `matches` entry over both
+    (`abscopal.tracking`); `PatientInputs.tracking` keeps how and the evidence.
+    """
+    from abscopal.io.dicom import index_folder
     from abscopal.io.manifest import find_manifest, read_manifest
-    from abscopal.io.refs import timepoint_refs
-    from abscopal.io.seg import read_seg
 
     manifest_path = find_manifest(path)
     folder = manifest_path.parent
     manifest = read_manifest(manifest_path)
     series = index_folder(folder)
-    cts = {s.series_uid: s for s in series if s.modality == "CT"}
-    if not cts:
-        msg = f"{folder}: no CT series found; a patient folder needs its CT timepoints as DICOM"
-        raise IngestError(msg)
-    volumes = {uid: load_series(s) for uid, s in cts.items()}
-    masks: dict[str, dict[str, LesionMask]] = {uid: {} for uid in volumes}
-    seg_files: dict[str, Path] = {}
-    for seg in (s for s in series if s.modality == "SEG"):
-        for file in seg.files:
-            target = _seg_target(file, seg.frame_of_reference_uid, volumes)
-            result = read_seg(file, reference=volumes[target].grid)
-            masks[target].update({m.lesion_id: m for m in result.masks})
-            seg_files[target] = file
-    timepoints = tuple(
-        sorted(
-            (
-                Timepoint(
-                    date=_volume_date(v, cts[uid].files[0]),
-                    ct=v,
-                    masks=masks[uid],
-                    refs=timepoint_refs(cts[uid].files, seg_files.get(uid)),
-                )
-                for uid, v in volumes.items()
-            ),
-            key=lambda t: t.date,
-        )
-    )
+    timepoints, tracking = _tracked_timepoints(folder, series, _overrides(manifest, manifest_path))
     try:
         patient = manifest.to_patient(tuple(t.date for t in timepoints))
     except ValueError as exc:  # a record refused the manifest's dates
@@ -183,7 +166,105 @@ def load_patient(path: Path) -> PatientInputs:
         radiation=radiation,
         y90=y90,
         input_sha256={str(f.relative_to(folder)): _sha256(f) for f in files},
+        tracking=tracking,
     )
+
+
+def _tracked_timepoints(
+    folder: Path, series: Sequence[Any], overrides: Sequence[MatchOverride]
+) -> tuple[tuple[Timepoint, ...], tuple[TrackedTimepoint, ...]]:
+    """The CT timepoints in date order, their masks under the lesion ids tracking gives them."""
+    from abscopal.io.dicom import load_series
+    from abscopal.io.refs import timepoint_refs
+    from abscopal.tracking import Scan, track_lesions
+
+    cts = {s.series_uid: s for s in series if s.modality == "CT"}
+    if not cts:
+        msg = f"{folder}: no CT series found; a patient folder needs its CT timepoints as DICOM"
+        raise IngestError(msg)
+    volumes = {uid: load_series(s) for uid, s in cts.items()}
+    masks, segments, seg_files = _read_segs(series, volumes)
+    scans = sorted(
+        (
+            (
+                Scan(
+                    date=_volume_date(v, cts[uid].files[0]),
+                    ct=v,
+                    masks=masks[uid],
+                    segments=segments[uid],
+                ),
+                uid,
+            )
+            for uid, v in volumes.items()
+        ),
+        key=lambda pair: pair[0].date,
+    )
+    tracking = track_lesions([scan for scan, _ in scans], overrides=overrides)
+    timepoints = tuple(
+        Timepoint(
+            date=scan.date,
+            ct=scan.ct,
+            masks=record.renamed(scan.masks),
+            refs=timepoint_refs(cts[uid].files, seg_files.get(uid)),
+        )
+        for (scan, uid), record in zip(scans, tracking, strict=True)
+    )
+    return timepoints, tracking
+
+
+def _read_segs(
+    series: Sequence[Any], volumes: Mapping[str, Volume]
+) -> tuple[dict[str, dict[str, LesionMask]], dict[str, dict[str, Segment]], dict[str, Path]]:
+    """Every SEG's masks and segment identities by the CT series it was drawn on."""
+    from abscopal.io.seg import read_seg
+
+    masks: dict[str, dict[str, LesionMask]] = {uid: {} for uid in volumes}
+    segments: dict[str, dict[str, Segment]] = {uid: {} for uid in volumes}
+    seg_files: dict[str, Path] = {}
+    for seg in (s for s in series if s.modality == "SEG"):
+        for file in seg.files:
+            target = _seg_target(file, seg.frame_of_reference_uid, volumes)
+            result = read_seg(file, reference=volumes[target].grid)
+            masks[target].update({m.lesion_id: m for m in result.masks})
+            segments[target].update(_segment_identities(file, result.masks))
+            seg_files[target] = file
+    return masks, segments, seg_files
+
+
+def _segment_identities(file: Path, masks: Sequence[LesionMask]) -> dict[str, Segment]:
+    """Label and TrackingUID of each segment; `read_seg` keeps the SegmentSequence order."""
+    from abscopal.io.dicom import read_dataset
+    from abscopal.tracking import Segment
+
+    items = read_dataset(file, stop_before_pixels=True).get("SegmentSequence", [])
+    return {
+        mask.lesion_id: Segment(
+            name=mask.lesion_id,
+            label=str(item.get("SegmentLabel", "")),
+            tracking_uid=str(item.get("TrackingUID", "")) or None,
+        )
+        for mask, item in zip(masks, items, strict=True)
+    }
+
+
+def _overrides(manifest: Manifest, manifest_path: Path) -> list[MatchOverride]:
+    """The manifest's `matches`, each with where it stands for error messages."""
+    from abscopal.io.manifest import field_line
+    from abscopal.tracking import MatchOverride
+
+    out = []
+    for i, m in enumerate(manifest.matches):
+        line = field_line(manifest_path, ("matches", str(i)))
+        at = f" line {line}" if line else ""
+        out.append(
+            MatchOverride(
+                date=m.date,
+                segment=m.segment,
+                lesion_id=m.lesion_id,
+                where=f"{manifest_path.name}{at}: matches.{i}",
+            )
+        )
+    return out
 
 
 def _sha256(path: Path) -> str:
@@ -231,7 +312,8 @@ def _with_seg_lesions(
         if lesion.lesion_id not in segmented:
             msg = (
                 f"{manifest_name}: lesions.{i}.lesion_id {lesion.lesion_id!r} matches no segment "
-                f"(TrackingID or SegmentLabel) in any SEG; found {sorted(segmented)}"
+                f"(TrackingID or SegmentLabel) in any SEG, nor a lesion tracked to one; found "
+                f"{sorted(segmented)}: rename the entry, or add a 'matches' entry"
             )
             raise IngestError(msg)
     seen = sorted(segmented - known)
@@ -415,6 +497,8 @@ class _Maps:
     ptv_distance_mm: NDArray[np.float64] | None = None  # EBRT: distance to the PTV on its grid
     y90_dose: Volume | None = None  # Y-90: LDM dose from the post-treatment image
     noise_floor_bq_ml: float | None = None  # Y-90: background mean + 3 SD of that image
+    loaded: RegionDistance | None = None  # Y-90: activity above the floor, for every lesion's gap
+    reference_dose_gy: float | None = None  # Y-90: mean LDM of the loaded region (D_ref)
 
 
 def _therapy_maps(inputs: PatientInputs, s: Settings) -> dict[str, _Maps]:
@@ -424,15 +508,20 @@ def _therapy_maps(inputs: PatientInputs, s: Settings) -> dict[str, _Maps]:
     }
     for y in inputs.y90:
         act = y.activity_at_admin
-        maps[y.therapy.therapy_id] = (
-            _Maps()
-            if act is None
-            else _Maps(
-                y90_dose=ldm_dose(act, s.y90),
-                noise_floor_bq_ml=noise_floor_bq_ml(act.array, act.grid),
-            )
-        )
+        maps[y.therapy.therapy_id] = _Maps() if act is None else _y90_maps(act, s)
     return maps
+
+
+def _y90_maps(act: Volume, s: Settings) -> _Maps:
+    floor = noise_floor_bq_ml(act.array, act.grid, settings=s.field_rules)
+    loaded = y90_loaded_region(act.array, noise_floor=floor, settings=s.field_rules)
+    dose = ldm_dose(act, s.y90)
+    return _Maps(
+        y90_dose=dose,
+        noise_floor_bq_ml=floor,
+        loaded=region_distance(loaded, act.grid),
+        reference_dose_gy=float(dose.array[loaded].mean()) if loaded.any() else None,
+    )
 
 
 def _worst_field(lesion: Lesion, fields: Sequence[LesionField]) -> LesionField:
@@ -487,7 +576,8 @@ def _ebrt_field(
             rule="-",
             reason="no mask of the lesion on the dose grid's frame of reference (register the follow-up CT)",
         )
-    dose = dose_in_mask(rt.dose, mask)
+    dvh = structure_dvh_from_mask(lesion.lesion_id, rt.dose, mask.mask, mask.grid)
+    whole = dvh.grid_coverage >= 1.0  # CLINICAL F2: a partly covered lesion's dose is unknown
     assert maps.ptv_distance_mm is not None  # built for every course by _therapy_maps
     distance = maps.ptv_distance_mm
     return classify_ebrt(
@@ -495,10 +585,12 @@ def _ebrt_field(
         therapy_id=rt.course.therapy_id,
         prescription_gy=rt.course.prescription_gy,
         overlap_voxels=ptv_overlap_voxels(mask, rt.ptv, rt.ptv_grid),
-        fraction_in_grid=dose.fraction_in_grid,
-        dose_mean_gy=dose.dose_mean_gy,
-        dose_max_gy=dose.dose_max_gy,
+        fraction_in_grid=dvh.grid_coverage,
+        dose_mean_gy=dvh.dose_mean_gy if whole else None,
+        dose_max_gy=dvh.dose_max_gy if whole else None,
         min_distance_to_ptv_mm=min_distance_mm(mask, distance, rt.ptv_grid),
+        dose_mean_in_grid_gy=dvh.dose_mean_gy,
+        max_boundary_dose_gy=dvh.max_boundary_dose_gy,
         settings=s.field_rules,
     )
 
@@ -506,34 +598,29 @@ def _ebrt_field(
 def _y90_field(
     lesion: Lesion, y: Y90Inputs, inputs: PatientInputs, s: Settings, maps: _Maps
 ) -> LesionField:
-    dose_mean = dose_max = near = None
+    dose_mean = dose_max = gap = None
     unknown = "the lesion has no mask on the post-treatment image's frame of reference"
-    if y.activity_at_admin is not None:
-        frame = y.activity_at_admin.grid.frame_of_reference_uid
+    act = y.activity_at_admin
+    if act is not None:
+        frame = act.grid.frame_of_reference_uid
         mask = planning_mask(lesion.lesion_id, frame, inputs, y.therapy.date)
         if mask is not None:
-            assert maps.y90_dose is not None and maps.noise_floor_bq_ml is not None
-            stats = dose_in_mask(maps.y90_dose, mask)
+            assert maps.y90_dose is not None and maps.loaded is not None
+            dvh = structure_dvh_from_mask(lesion.lesion_id, maps.y90_dose, mask.mask, mask.grid)
             unknown = "the lesion lies outside the post-treatment image's field of view"
-            if stats.fraction_in_grid > 0:  # the imaged part of the lesion shows what was deposited
-                dose_mean = stats.dose_mean_gy or stats.dose_mean_in_grid_gy
-                dose_max = stats.dose_max_gy
-                act = y.activity_at_admin
-                near = activity_reaches_margin(
-                    mask_on_grid(mask, act.grid),
-                    act.array,
-                    act.grid,
-                    noise_floor=maps.noise_floor_bq_ml,
-                    margin_mm=s.field_rules.y90_margin_mm,
-                )
+            if dvh.grid_coverage > 0:  # the imaged part of the lesion shows what was deposited
+                dose_mean, dose_max = dvh.dose_mean_gy, dvh.dose_max_gy
+                gap = gap_mm(mask_on_grid(mask, act.grid), maps.loaded)
     return classify_y90(
         lesion_id=lesion.lesion_id,
         therapy_id=y.therapy.therapy_id,
         organ=lesion.organ,
-        imaging_available=y.activity_at_admin is not None,
+        imaging_available=act is not None,
         dose_mean_gy=dose_mean,
         dose_max_gy=dose_max,
-        activity_near=near,
+        distance_to_loaded_mm=gap,
+        reference_dose_gy=maps.reference_dose_gy,
+        noise_floor_bq_ml=maps.noise_floor_bq_ml,
         unknown_reason=unknown,
         settings=s.field_rules,
     )

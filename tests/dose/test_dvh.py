@@ -10,6 +10,7 @@ import pytest
 
 from abscopal.dose.dvh import (
     DvhOptions,
+    StructureDvh,
     contour_samples,
     cumulative_histogram,
     mask_samples,
@@ -18,7 +19,7 @@ from abscopal.dose.dvh import (
     structure_dvh_from_contours,
     structure_dvh_from_mask,
 )
-from abscopal.dose.field import ebrt_coverage_status
+from abscopal.dose.field import LesionField, classify_ebrt
 from abscopal.errors import GeometryError
 from abscopal.geometry import AXIAL, Grid
 from abscopal.model import FieldStatus, Volume
@@ -104,6 +105,23 @@ def _box_samples(lo: tuple[float, float, float], hi: tuple[float, float, float])
     return mask_samples(_box(big, lo, hi), big)
 
 
+def _field(r: StructureDvh, rx_gy: float = 20.0) -> LesionField:
+    """The one EBRT classifier fed from a DVH, as the pipeline feeds it."""
+    whole = r.grid_coverage >= 1.0
+    return classify_ebrt(
+        lesion_id=r.name,
+        therapy_id="RT",
+        prescription_gy=rx_gy,
+        overlap_voxels=0,
+        fraction_in_grid=r.grid_coverage,
+        dose_mean_gy=r.dose_mean_gy if whole else None,
+        dose_max_gy=r.dose_max_gy if whole else None,
+        min_distance_to_ptv_mm=None,
+        dose_mean_in_grid_gy=r.dose_mean_gy,
+        max_boundary_dose_gy=r.max_boundary_dose_gy,
+    )
+
+
 def test_partly_outside_reports_coverage_and_bounds() -> None:
     dose = _coverage_dose(field=True)
     r = structure_dvh("half", dose, _box_samples((15, 15, 20), (25, 25, 40)), RX10)
@@ -115,7 +133,10 @@ def test_partly_outside_reports_coverage_and_bounds() -> None:
     assert r.dose_mean_lower_gy == pytest.approx(2.55)
     assert r.dose_mean_upper_gy == pytest.approx(2.65)
     assert r.max_boundary_dose_gy == pytest.approx(0.2)
-    assert ebrt_coverage_status(r, prescription_gy=20.0).field is FieldStatus.LOW_DOSE
+    field = _field(r)  # CLINICAL F2 decides (§8.3 alone said low_dose); the bounds are evidence
+    assert (field.field, field.dose_mean_gy) == (FieldStatus.OUTSIDE_GRID, None)
+    assert field.dose_mean_in_grid_gy == pytest.approx(5.10)
+    assert field.dose_mean_upper_gy == pytest.approx(2.65)
 
 
 def test_wholly_outside_gives_null_stats_and_outside_grid() -> None:
@@ -125,9 +146,13 @@ def test_wholly_outside_gives_null_stats_and_outside_grid() -> None:
     assert r.dose_mean_gy is None and r.d98_gy is None
     assert r.reason == "outside dose grid"
     assert r.dose_mean_upper_gy == pytest.approx(0.2)
-    status = ebrt_coverage_status(r, prescription_gy=20.0)
-    assert status.field is FieldStatus.OUTSIDE_GRID
-    assert status.dose_bound_gy == pytest.approx(0.2)
+    field = _field(r)
+    assert (field.field, field.rule, field.flags) == (
+        FieldStatus.OUTSIDE_GRID,
+        "F2",
+        ("dose_unknown",),
+    )
+    assert field.dose_mean_upper_gy == pytest.approx(0.2)
 
 
 def test_hot_boundary_makes_a_partly_covered_lesion_uncertain() -> None:
@@ -135,7 +160,18 @@ def test_hot_boundary_makes_a_partly_covered_lesion_uncertain() -> None:
     r = structure_dvh("half", dose, _box_samples((15, 15, 20), (25, 25, 40)), RX10)
     assert r.dose_mean_gy == pytest.approx(0.60)
     assert r.max_boundary_dose_gy == pytest.approx(1.5)
-    assert ebrt_coverage_status(r, prescription_gy=20.0).field is FieldStatus.UNCERTAIN
+    field = _field(r)  # §8.3 alone said uncertain; CLINICAL F2 keeps the dose unknown
+    assert field.field is FieldStatus.OUTSIDE_GRID
+    assert field.dose_mean_upper_gy == pytest.approx(1.05)  # 0.5 × 0.60 + 0.5 × 1.5 ≥ 1 Gy
+
+
+def test_wholly_covered_lesion_is_classified_on_its_mean() -> None:
+    """Box x, y 15–25, z 10–20 mm lies in the 10 Gy block: Dmean 10 ≥ 0.5 × 20 Gy → F3."""
+    dose = _coverage_dose(field=True)
+    r = structure_dvh("in", dose, _box_samples((15, 15, 10), (25, 25, 20)))
+    field = _field(r)
+    assert (field.field, field.rule) == (FieldStatus.IN_FIELD, "F3")
+    assert field.dose_mean_gy == field.dose_mean_upper_gy == pytest.approx(10.0)
 
 
 def _circle(radius: float, cx: float, cy: float, z: float, n: int = 720) -> np.ndarray:

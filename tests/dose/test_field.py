@@ -1,17 +1,21 @@
-"""Field rules F1–F5 and Y1–Y3 (CLINICAL.md §8.1) and dose sampling with explicit coverage."""
+"""Field rules F1–F5 and Y1–Y3 (CLINICAL.md §8.1) with DOSIMETRY §8.3 evidence and coverage."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from abscopal.dose.ebrt import dose_in_mask
+from abscopal.dose.dvh import structure_dvh_from_mask
 from abscopal.dose.field import (
+    FieldSettings,
     classify_ebrt,
     classify_y90,
     distance_to_ptv_mm,
+    gap_mm,
+    mask_on_grid,
     min_distance_mm,
     ptv_overlap_voxels,
+    region_distance,
     worst,
 )
 from abscopal.geometry import AXIAL, Grid
@@ -81,17 +85,34 @@ def test_partly_outside_the_grid_is_outside_grid_with_unknown_dose() -> None:
     assert ebrt(0.1, overlap=1, fraction=0.4) is FieldStatus.IN_FIELD  # F1 before F2
 
 
-def test_dose_in_mask_reports_coverage_not_the_in_grid_mean() -> None:
+def test_lesion_dose_reports_coverage_and_f2_keeps_the_bound_not_the_in_grid_mean() -> None:
     dose = Volume(array=np.full(GRID.shape, 3.0), grid=GRID, modality="RTDOSE", units="GY")
-    inside = dose_in_mask(dose, box_mask((2, 2, 2), (5, 5, 5)))
-    assert (inside.fraction_in_grid, inside.dose_mean_gy) == (1.0, pytest.approx(3.0))
+    inside = box_mask((2, 2, 2), (5, 5, 5))
+    whole = structure_dvh_from_mask("L", dose, inside.mask, inside.grid)
+    assert (whole.grid_coverage, whole.dose_mean_gy) == (1.0, pytest.approx(3.0))
     straddling = GRID.crop((0, 0, 35), (4, 4, 45))  # columns 40–44 lie beyond the grid
     mask = LesionMask(lesion_id="L", mask=np.ones(straddling.shape, bool), grid=straddling)
-    partial = dose_in_mask(dose, mask)
-    assert partial.fraction_in_grid == pytest.approx(0.5)
-    assert partial.dose_mean_gy is None
-    assert partial.dose_mean_in_grid_gy == pytest.approx(3.0)
+    partial = structure_dvh_from_mask("L", dose, mask.mask, mask.grid)
+    assert partial.grid_coverage == pytest.approx(0.5)
+    assert partial.dose_mean_gy == pytest.approx(3.0)  # the covered half only
     assert partial.max_boundary_dose_gy == pytest.approx(3.0)
+    field = classify_ebrt(
+        lesion_id="L",
+        therapy_id="RT",
+        prescription_gy=35.0,
+        overlap_voxels=0,
+        fraction_in_grid=partial.grid_coverage,
+        dose_mean_gy=None,  # CLINICAL F2: the whole lesion's dose is unknown
+        dose_max_gy=None,
+        min_distance_to_ptv_mm=150.0,
+        dose_mean_in_grid_gy=partial.dose_mean_gy,
+        max_boundary_dose_gy=partial.max_boundary_dose_gy,
+    )
+    assert (field.field, field.rule) == (FieldStatus.OUTSIDE_GRID, "F2")
+    assert field.flags == ("dose_unknown", "strict_distance")
+    assert field.dose_mean_gy is None
+    assert (field.fraction_in_grid, field.dose_mean_in_grid_gy) == (0.5, pytest.approx(3.0))
+    assert field.dose_mean_upper_gy == pytest.approx(3.0)  # 0.5 × 3.0 + 0.5 × 3.0 (boundary)
 
 
 def test_overlap_and_distance_to_ptv() -> None:
@@ -135,31 +156,39 @@ def test_worst_status_of_several_courses() -> None:
 def test_y90_activity_within_the_margin_is_uncertain() -> None:
     """Y2: activity above the noise floor within 11 mm of a bone lesion leaves deposition possible."""
 
-    def y90(near: bool | None) -> FieldStatus:
+    def y90(gap_mm: float | None) -> FieldStatus:
         return classify_y90(
             lesion_id="L",
             therapy_id="Y",
             organ="rib",
             imaging_available=True,
             dose_mean_gy=0.2,
-            activity_near=near,
+            distance_to_loaded_mm=gap_mm,
         ).field
 
-    assert y90(True) is FieldStatus.UNCERTAIN
-    assert y90(False) is FieldStatus.OUT_OF_FIELD
+    assert y90(0.0) is FieldStatus.UNCERTAIN  # touching
+    assert y90(11.0) is FieldStatus.UNCERTAIN  # the margin itself still counts
+    assert y90(11.5) is FieldStatus.OUT_OF_FIELD
     assert y90(None) is FieldStatus.OUT_OF_FIELD  # not checked: the dose rule alone
+    custom = classify_y90(
+        lesion_id="L",
+        therapy_id="Y",
+        organ="rib",
+        imaging_available=True,
+        dose_mean_gy=0.2,
+        distance_to_loaded_mm=11.5,
+        settings=FieldSettings(y90_margin_mm=15.0),
+    )
+    assert custom.field is FieldStatus.UNCERTAIN
+    assert custom.settings.y90_margin_mm == 15.0  # the threshold travels with the result
 
 
-def test_activity_reaches_margin_on_a_grid() -> None:
-    from abscopal.dose.field import activity_reaches_margin, mask_on_grid
-
+def test_gap_to_activity_on_a_grid() -> None:
+    """A hot voxel 8 mm (centres) from a 2 mm lesion voxel is a 6 mm surface gap; 20 mm → 18 mm."""
     activity = np.zeros(GRID.shape)
     activity[10, 10, 10] = 1000.0
+    loaded = region_distance(activity > 1.0, GRID)
     near = box_mask((10, 10, 14), (11, 11, 15))  # 4 voxels = 8 mm away
     far = box_mask((10, 10, 20), (11, 11, 21))  # 20 mm away
-    for lesion, expected in ((near, True), (far, False)):
-        on_grid = mask_on_grid(lesion, GRID)
-        assert (
-            activity_reaches_margin(on_grid, activity, GRID, noise_floor=1.0, margin_mm=11.0)
-            is expected
-        )
+    assert gap_mm(mask_on_grid(near, GRID), loaded) == pytest.approx(6.0)
+    assert gap_mm(mask_on_grid(far, GRID), loaded) == pytest.approx(18.0)

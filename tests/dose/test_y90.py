@@ -284,6 +284,23 @@ def test_fft_equals_direct_convolution(table: DosePointKernel) -> None:
     direct = ndimage.convolve(field, kernel.array, mode="constant", cval=0.0)
     fft = convolve(field, kernel)
     assert np.abs(fft - direct).max() <= 1e-9 * direct.max()
+    again = convolve(field, kernel)  # the cached kernel spectrum gives the same numbers
+    np.testing.assert_array_equal(again, fft)
+    odd = rng.uniform(0, 1, (17, 23, 29))  # another shape: its own spectrum, still linear
+    odd_direct = ndimage.convolve(odd, kernel.array, mode="constant", cval=0.0)
+    assert np.abs(convolve(odd, kernel) - odd_direct).max() <= 1e-9 * odd_direct.max()
+
+
+def test_float32_fft_stays_within_the_benchmark_bound(table: DosePointKernel) -> None:
+    """float32 transforms: within 1e-5 of the maximum (the benchmark bound is 1e-3), float64 out."""
+    field = np.random.default_rng(4).uniform(0, 1, (24, 24, 24))
+    kernel = build_kernel(table, (2.21,) * 3)
+    direct = ndimage.convolve(field, kernel.array, mode="constant", cval=0.0)
+    single = convolve(field, kernel, fft_dtype="float32")
+    assert single.dtype == np.float64
+    assert np.abs(single - direct).max() <= 1e-5 * direct.max()
+    with pytest.raises(ValueError, match="fft_dtype"):
+        convolve(field, kernel, fft_dtype="float16")
 
 
 def test_density_halves_dose_and_lung_ldm_keeps_ldm(table: DosePointKernel) -> None:

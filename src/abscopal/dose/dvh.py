@@ -172,15 +172,16 @@ def contour_samples(
     points: list[NDArray[np.float64]] = []
     weights: list[NDArray[np.float64]] = []
     for n, key in enumerate(keys):
-        inside = _plane_points(planes[key], offsets)
-        if inside.size == 0:
+        j, i = _plane_points(planes[key], offsets)
+        if j.size == 0:
             continue
         slab = thickness_mm
         if end_cap == "half" and len(keys) > 1 and n in (0, len(keys) - 1):
             slab = 0.5 * thickness_mm
-        idx = np.column_stack([np.full(inside.shape[0], heights[key]), inside])
+        idx = np.empty((j.size, 3))
+        idx[:, 0], idx[:, 1], idx[:, 2] = heights[key], j, i
         points.append(idx)
-        weights.append(np.full(inside.shape[0], mm3_to_ml(area_mm2 * slab)))
+        weights.append(np.full(j.size, mm3_to_ml(area_mm2 * slab)))
     if not points:
         return DoseSamples(index=np.zeros((0, 3)), grid=dose_grid, weights_ml=np.zeros(0))
     return DoseSamples(
@@ -190,12 +191,13 @@ def contour_samples(
 
 def _plane_points(
     polygons: Sequence[NDArray[np.float64]], offsets: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """(j, i) index points of the lattice (+ sub-offsets) inside the polygons, even-odd.
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Row (j) and column (i) indices of the lattice points inside the polygons, even-odd.
 
-    Scanline parity fill, vectorised over rows and edges: a point is inside when an odd number
-    of polygon edges (all polygons of the plane together, so holes cancel) cross its row to its
-    left. Edges are half-open in j, the usual crossing rule.
+    Scanline parity fill: a point is inside when an odd number of polygon edges (all polygons of
+    the plane together, so holes cancel) cross its row to its left. Edges are half-open in j, the
+    usual crossing rule; each edge visits only the rows it spans (work ∝ crossings, not
+    rows × edges).
     """
     stacked = np.concatenate(polygons)
     lo = np.floor(stacked.min(axis=0)).astype(int) - 1
@@ -204,19 +206,28 @@ def _plane_points(
     sub_i = np.unique(offsets[:, 1])
     rows = (np.arange(lo[0], hi[0] + 1)[:, None] + sub[None, :]).ravel()
     cols = (np.arange(lo[1], hi[1] + 1)[:, None] + sub_i[None, :]).ravel()
-    starts = np.concatenate(polygons)
+    starts = stacked
     ends = np.concatenate([np.roll(p, -1, axis=0) for p in polygons])
     j0, i0, j1, i1 = starts[:, 0], starts[:, 1], ends[:, 0], ends[:, 1]
-    y = rows[:, None]
-    crosses = ((j0 <= y) & (y < j1)) | ((j1 <= y) & (y < j0))
-    r, e = np.nonzero(crosses)
+    r, e = _edge_rows(rows, j0, j1)
     x = i0[e] + (rows[r] - j0[e]) * (i1[e] - i0[e]) / (j1[e] - j0[e])
     column = np.searchsorted(cols, x, side="right")  # first column right of the crossing
-    toggles = np.zeros((rows.size, cols.size + 1), dtype=np.int32)
-    np.add.at(toggles, (r, column), 1)
-    inside = (np.cumsum(toggles[:, :-1], axis=1) & 1).astype(bool)
+    width = cols.size + 1
+    toggles = np.bincount(r * width + column, minlength=rows.size * width).reshape(-1, width)
+    inside = (np.cumsum(toggles[:, :-1], axis=1, dtype=np.int32) & 1).astype(bool)
     rr, cc = np.nonzero(inside)
-    return np.column_stack([rows[rr], cols[cc]])
+    return rows[rr], cols[cc]
+
+
+def _edge_rows(
+    rows: NDArray[np.float64], j0: NDArray[np.float64], j1: NDArray[np.float64]
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(row, edge) pairs with min(j0, j1) <= row < max(j0, j1), rows sorted ascending."""
+    first = np.searchsorted(rows, np.minimum(j0, j1), side="left")
+    count = np.searchsorted(rows, np.maximum(j0, j1), side="left") - first
+    edge = np.repeat(np.arange(j0.size), count)
+    offset = np.arange(edge.size) - np.repeat(np.cumsum(count) - count, count)
+    return first[edge] + offset, edge
 
 
 # ---------------------------------------------------------------- statistics
@@ -229,32 +240,54 @@ def sample_dose(
 
     Footprint: index in [−0.5, n − 0.5] per axis; the half-voxel skirt takes edge values.
     Samples on the dose grid's own lattice skip the coordinate round trip, and those at integer
-    in-plane indices interpolate between frames only (exact and fast).
+    in-plane indices interpolate between frames only (exact and fast). Only the dose the samples
+    read is checked for NaN: the whole grid would cost more than a small structure.
     """
-    if not np.all(np.isfinite(dose.array)):
-        msg = "the dose grid holds NaN or infinite values; re-export the RTDOSE"
-        raise ValueError(msg)
     if samples.index.shape[0] == 0:
         return np.zeros(0), np.zeros(0, dtype=bool)
     if not samples.grid.same_geometry(dose.grid, tol_mm=1e-6):
-        return sample(dose.array, dose.grid, samples.points_mm, order=1)
-    idx = samples.index
-    shape = np.asarray(dose.grid.shape)
-    inside = np.all((idx >= -0.5) & (idx <= shape - 0.5), axis=1)
-    clamped = np.clip(idx, 0.0, shape - 1.0)
-    plane = clamped[:, 1:]
-    if not np.array_equal(plane, np.round(plane)):
+        values, inside = sample(dose.array, dose.grid, samples.points_mm, order=1)
+    else:
+        values, inside = _sample_on_lattice(dose, samples.index)
+    if not np.all(np.isfinite(values[inside])):
+        msg = "the dose grid holds NaN or infinite values; re-export the RTDOSE"
+        raise ValueError(msg)
+    return values, inside
+
+
+def _sample_on_lattice(
+    dose: Volume, idx: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """`sample_dose` for index coordinates on the dose grid (contiguous columns, flat gathers)."""
+    shape = dose.grid.shape
+    k, j, i = np.array(idx.T, order="C")  # a copy: clipped in place below
+    inside = (k >= -0.5) & (k <= shape[0] - 0.5)
+    inside &= (j >= -0.5) & (j <= shape[1] - 0.5)
+    inside &= (i >= -0.5) & (i <= shape[2] - 0.5)
+    np.clip(k, 0.0, shape[0] - 1.0, out=k)  # the half-voxel skirt takes edge values
+    if not inside.all():
+        np.clip(j, 0.0, shape[1] - 1.0, out=j)
+        np.clip(i, 0.0, shape[2] - 1.0, out=i)
+    if not (np.array_equal(j, np.round(j)) and np.array_equal(i, np.round(i))):
+        np.clip(j, 0.0, shape[1] - 1.0, out=j)
+        np.clip(i, 0.0, shape[2] - 1.0, out=i)
         values = ndimage.map_coordinates(
-            np.asarray(dose.array, dtype=np.float64), clamped.T, order=1, mode="nearest"
+            np.asarray(dose.array, dtype=np.float64), np.stack([k, j, i]), order=1, mode="nearest"
         )
         return np.where(inside, values, np.nan), inside
-    j, i = plane[:, 0].astype(np.intp), plane[:, 1].astype(np.intp)
-    k0 = np.floor(clamped[:, 0]).astype(np.intp)
-    k1 = np.minimum(k0 + 1, shape[0] - 1)
-    f = clamped[:, 0] - k0
-    a = dose.array
-    values = a[k0, j, i] * (1.0 - f) + a[k1, j, i] * f
-    return np.where(inside, values, np.nan), inside
+    flat = np.asarray(dose.array, dtype=np.float64).reshape(-1)
+    frame = shape[1] * shape[2]
+    k0 = k.astype(np.intp)  # floor: k >= 0 after the clip
+    at0 = k0 * frame
+    at0 += j.astype(np.intp) * shape[2]
+    at0 += i.astype(np.intp)
+    at1 = at0 + frame
+    np.putmask(at1, k0 >= shape[0] - 1, at0)  # the last frame has no frame above
+    k -= k0  # the fraction between frames
+    values = flat.take(at0)
+    values += (flat.take(at1) - values) * k
+    values[~inside] = np.nan
+    return values, inside
 
 
 def dose_at_volume_gy(
@@ -289,8 +322,9 @@ def structure_dvh(
     values, inside = sample_dose(dose, samples)
     boundary = max_boundary_dose_gy(dose)
     total = samples.volume_ml
-    w_in = samples.weights_ml[inside]
-    d_in = values[inside]
+    whole = bool(inside.all())  # the usual case: no copies
+    w_in = samples.weights_ml if whole else samples.weights_ml[inside]
+    d_in = values if whole else values[inside]
     covered = float(w_in.sum())
     coverage = covered / total if total > 0 else 0.0
     common = {

@@ -1,7 +1,10 @@
-"""Field status of a lesion for one local therapy (CLINICAL.md §8.1).
+"""Field status of a lesion for one local therapy: one rule set per therapy type.
 
-EBRT/SBRT rules F1–F5 and Y-90 rules Y1–Y3 are evaluated in order; the first match wins. Every
-threshold is a field of `FieldSettings`, and each result names the rule that decided it.
+CLINICAL.md §8.1 decides the status: EBRT/SBRT rules F1–F5 and Y-90 rules Y1–Y3, evaluated in
+order, the first match wins. DOSIMETRY.md §8.3's quantities are the evidence stored in the same
+`LesionField`: grid coverage, the covered mean and the bound for the part outside the dose grid
+(maximum boundary dose), the gap to the loaded region, the physical bound D_ref·f_planar(gap) and
+the image noise floor. Every threshold is a field of `FieldSettings`, echoed in every result.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ import numpy as np
 from scipy import ndimage
 
 from abscopal.criteria._base import at_least_fraction, exact
+from abscopal.dose.kernel import f_planar
 from abscopal.geometry import Grid, require_same_frame
 from abscopal.model import FieldStatus, LesionMask
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from numpy.typing import NDArray
 
-    from abscopal.dose.dvh import StructureDvh
+    from abscopal.dose.kernel import DosePointKernel
 
 # Worst first, for several courses without a common frame (CLINICAL.md §8.1, "Several courses").
 _SEVERITY = (
@@ -36,22 +40,30 @@ _SEVERITY = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FieldSettings:
-    """Thresholds of §8.1 with their defaults."""
+    """Every threshold of the field rules with its default; echoed in every `LesionField`."""
 
     ptv_overlap_min_voxels: int = 1  # F1, project
     in_field_fraction: str = "0.5"  # F3, × prescription, project (a decimal string: exact compare)
-    low_dose_min_gy: float = 1.0  # F4/F5, Menon 2019
+    low_dose_min_gy: float = 1.0  # F4/F5, Menon 2019; DOSIMETRY §8.3 `out_max_gy`
     low_dose_max_gy: float = 20.0  # F4 published upper bound, Menon 2019
     strict_distance_mm: float = 100.0  # Tomaciello 2023
     y90_activity_min_gy: float = 1.0  # Y1/Y2: LDM dose that counts as "activity at the lesion"
-    y90_margin_mm: float = (
-        11.0  # Y2: 99.6 % of the Y-90 beta energy lies within 11 mm (DOSIMETRY §2)
-    )
+    y90_margin_mm: float = 11.0  # Y2: 99.6 % of the Y-90 beta energy lies within 11 mm (§2)
+    y90_noise_floor_sd: float = 3.0  # noise floor = background mean + 3 SD (§8.3)
+    y90_background_distance_mm: float = 30.0  # automatic background VOI: this far from uptake
+    lungs_loaded_if_lsf_above: float = 0.0  # a lung shunt makes the lungs a loaded region
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LesionField:
-    """Field status of one lesion for one local therapy, with the numbers and rule behind it."""
+    """Field status of one lesion for one local therapy, with the rule, evidence and settings.
+
+    `dose_mean_gy` is None when the dose of the whole lesion is unknown (partly outside the grid,
+    no mask on the image's frame). Evidence (None where it does not apply): `fraction_in_grid`,
+    `dose_mean_in_grid_gy` and `max_boundary_dose_gy`, whose combination
+    `f_in·mean_in + f_out·boundary` is `dose_mean_upper_gy`; for Y-90 the surface gap to the loaded
+    region, the physical bound `D_ref·f_planar(gap)` and the noise floor.
+    """
 
     lesion_id: str
     therapy_id: str
@@ -61,9 +73,27 @@ class LesionField:
     dose_mean_gy: float | None = None
     dose_max_gy: float | None = None
     fraction_in_grid: float | None = None
+    dose_mean_in_grid_gy: float | None = None
+    max_boundary_dose_gy: float | None = None
+    dose_mean_upper_gy: float | None = None
     overlap_voxels: int | None = None
     min_distance_to_ptv_mm: float | None = None
+    distance_to_loaded_mm: float | None = None
+    reference_dose_gy: float | None = None
+    dose_bound_gy: float | None = None
+    noise_floor_bq_ml: float | None = None
     flags: tuple[str, ...] = ()
+    settings: FieldSettings = dataclass_field(default_factory=FieldSettings)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dict, settings included."""
+        out = asdict(self)
+        out["field"] = self.field.value
+        out["flags"] = list(self.flags)
+        return out
+
+
+# ---------------------------------------------------------------- geometry
 
 
 def ptv_overlap_voxels(mask: LesionMask, ptv: NDArray[np.bool_], ptv_grid: Grid) -> int:
@@ -90,6 +120,114 @@ def min_distance_mm(mask: LesionMask, distance: NDArray[np.float64], grid: Grid)
     return float(distance[tuple(index[inside].T)].min())
 
 
+def mask_on_grid(mask: LesionMask, grid: Grid) -> NDArray[np.bool_]:
+    """The lesion as a boolean array on `grid` (nearest voxel of each lesion voxel centre)."""
+    require_same_frame(grid, mask.grid, what=f"lesion {mask.lesion_id} on the image grid")
+    index = np.rint(grid.lps_to_index(mask.points_lps())).astype(int)
+    inside = np.all((index >= 0) & (index < np.asarray(grid.shape)), axis=1)
+    out = np.zeros(grid.shape, dtype=bool)
+    out[tuple(index[inside].T)] = True
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class RegionDistance:
+    """One distance transform of a region's complement, read for every lesion (`gap_mm`)."""
+
+    region: NDArray[np.bool_]
+    grid: Grid
+    distance_mm: NDArray[np.float64]
+    nearest_index: NDArray[np.intp]  # (3, *shape): index of the nearest region voxel
+
+
+def region_distance(region: NDArray[np.bool_], grid: Grid) -> RegionDistance:
+    """EDT of `~region` with nearest-voxel indices (`sampling` = the grid's spacing)."""
+    distance, nearest = ndimage.distance_transform_edt(
+        ~region, sampling=grid.spacing_mm, return_indices=True
+    )
+    return RegionDistance(
+        region=region, grid=grid, distance_mm=np.asarray(distance), nearest_index=nearest
+    )
+
+
+def gap_mm(lesion: NDArray[np.bool_], region: RegionDistance) -> float:
+    """Surface gap (mm) between a lesion and a region on one grid (DOSIMETRY §8.3 `distance_mm`).
+
+    The nearest pair of voxel centres, at distance d along u, gives
+    `max(0, d − (w(u) + w(u))/2)` with `w(u) = Σ|u_a|·s_a`: exact for axis-aligned boxes, ±½ voxel
+    otherwise; 0 when they overlap or touch; inf when the region is empty.
+    """
+    if not region.region.any():
+        return float("inf")
+    if not lesion.any():
+        msg = "gap_mm: the lesion mask is empty"
+        raise ValueError(msg)
+    if (lesion & region.region).any():
+        return 0.0
+    points = np.argwhere(lesion)
+    source = points[int(np.argmin(region.distance_mm[tuple(points.T)]))]
+    spacing = np.asarray(region.grid.spacing_mm, dtype=float)
+    delta = (region.nearest_index[(slice(None), *source)] - source) * spacing
+    length = float(np.linalg.norm(delta))
+    width = float(np.sum(np.abs(delta / length) * spacing))
+    return max(0.0, length - width)
+
+
+# ---------------------------------------------------------------- Y-90 image evidence
+
+
+def noise_floor_bq_ml(
+    activity: NDArray[np.float64],
+    grid: Grid,
+    *,
+    background: NDArray[np.bool_] | None = None,
+    perfused: NDArray[np.bool_] | None = None,
+    settings: FieldSettings | None = None,
+) -> float:
+    """Background mean + n·SD of activity concentration (§8.3 `y90_noise_floor`).
+
+    The background VOI is given, else every voxel ≥ `y90_background_distance_mm` from the
+    perfused region (or from the hottest 1 % of voxels when no perfused mask is given).
+    """
+    s = settings or FieldSettings()
+    if background is None:
+        seed = perfused
+        if seed is None or not seed.any():
+            seed = activity >= np.quantile(activity, 0.99)
+        far = ndimage.distance_transform_edt(~seed, sampling=grid.spacing_mm)
+        background = far >= s.y90_background_distance_mm
+    values = activity[background]
+    if values.size < 2:  # an SD needs two voxels
+        msg = "noise floor: the background VOI has fewer than 2 voxels; pass a background mask"
+        raise ValueError(msg)
+    return float(values.mean() + s.y90_noise_floor_sd * values.std())
+
+
+def y90_loaded_region(
+    activity: NDArray[np.float64],
+    *,
+    noise_floor: float,
+    perfused: NDArray[np.bool_] | None = None,
+    lungs: NDArray[np.bool_] | None = None,
+    lung_shunt_fraction: float = 0.0,
+    settings: FieldSettings | None = None,
+) -> NDArray[np.bool_]:
+    """L = perfused ∪ {activity > noise floor} ∪ lungs (LSF above the setting), §8.3.
+
+    Thresholding a blurred image enlarges L, which errs toward "dosed".
+    """
+    s = settings or FieldSettings()
+    loaded = activity > noise_floor
+    if perfused is not None:
+        loaded |= perfused
+    if lungs is not None and lung_shunt_fraction > s.lungs_loaded_if_lsf_above:
+        loaded |= lungs
+    return loaded
+
+
+# ---------------------------------------------------------------- classifiers
+
+
 def classify_ebrt(
     *,
     lesion_id: str,
@@ -100,12 +238,21 @@ def classify_ebrt(
     dose_mean_gy: float | None,
     dose_max_gy: float | None,
     min_distance_to_ptv_mm: float | None,
+    dose_mean_in_grid_gy: float | None = None,
+    max_boundary_dose_gy: float | None = None,
     settings: FieldSettings | None = None,
 ) -> LesionField:
-    """Rules F1–F5 for one lesion and one EBRT/SBRT course."""
+    """Rules F1–F5 for one lesion and one EBRT/SBRT course.
+
+    The covered mean and the grid's maximum boundary dose are evidence: for a lesion partly
+    outside the grid (F2) they give `dose_mean_upper_gy = f_in·mean_in + f_out·boundary`.
+    """
     s = settings or FieldSettings()
     far = min_distance_to_ptv_mm is not None and min_distance_to_ptv_mm > s.strict_distance_mm
     distance = _distance_text(min_distance_to_ptv_mm)
+    if dose_mean_gy is not None and fraction_in_grid >= 1.0:
+        dose_mean_in_grid_gy = dose_mean_gy
+    upper = _upper_bound_gy(fraction_in_grid, dose_mean_in_grid_gy, max_boundary_dose_gy)
 
     def result(
         status: FieldStatus, rule: str, reason: str, flags: tuple[str, ...] = ()
@@ -119,9 +266,13 @@ def classify_ebrt(
             dose_mean_gy=dose_mean_gy,
             dose_max_gy=dose_max_gy,
             fraction_in_grid=fraction_in_grid,
+            dose_mean_in_grid_gy=dose_mean_in_grid_gy,
+            max_boundary_dose_gy=max_boundary_dose_gy,
+            dose_mean_upper_gy=upper,
             overlap_voxels=overlap_voxels,
             min_distance_to_ptv_mm=min_distance_to_ptv_mm,
             flags=flags,
+            settings=s,
         )
 
     if overlap_voxels >= s.ptv_overlap_min_voxels:
@@ -129,7 +280,8 @@ def classify_ebrt(
     if fraction_in_grid < 1.0 or dose_mean_gy is None:
         flags = ("dose_unknown", "strict_distance") if far else ("dose_unknown",)
         share = f"{100 * fraction_in_grid:.0f} % of the lesion lies in the dose grid"
-        return result(FieldStatus.OUTSIDE_GRID, "F2", f"{share}; {distance}", flags)
+        bound = "" if upper is None else f" (Dmean ≤ {upper:.2f} Gy by the grid boundary dose)"
+        return result(FieldStatus.OUTSIDE_GRID, "F2", f"{share}{bound}; {distance}", flags)
     threshold = exact(prescription_gy) * exact(float(s.in_field_fraction))
     if at_least_fraction(dose_mean_gy, s.in_field_fraction, prescription_gy):
         why = f"Dmean {dose_mean_gy:.2f} Gy ≥ {threshold} Gy ({s.in_field_fraction} × prescription)"
@@ -142,6 +294,18 @@ def classify_ebrt(
     return result(FieldStatus.OUT_OF_FIELD, "F5", why, ("strict_distance",) if far else ())
 
 
+def _upper_bound_gy(
+    fraction_in_grid: float, mean_in_gy: float | None, boundary_gy: float | None
+) -> float | None:
+    """f_in·mean_in + f_out·boundary (DOSIMETRY §7.3 item 5); never a rescaled in-grid mean."""
+    if fraction_in_grid >= 1.0:
+        return mean_in_gy
+    if boundary_gy is None or (fraction_in_grid > 0 and mean_in_gy is None):
+        return None
+    covered = fraction_in_grid * mean_in_gy if mean_in_gy is not None else 0.0
+    return covered + (1.0 - fraction_in_grid) * boundary_gy
+
+
 def classify_y90(
     *,
     lesion_id: str,
@@ -150,22 +314,32 @@ def classify_y90(
     imaging_available: bool,
     dose_mean_gy: float | None,
     dose_max_gy: float | None = None,
-    activity_near: bool | None = None,
+    distance_to_loaded_mm: float | None = None,
+    reference_dose_gy: float | None = None,
+    kernel_table: DosePointKernel | None = None,
+    noise_floor_bq_ml: float | None = None,
     unknown_reason: str = "the lesion has no mask on the post-treatment image's frame of reference",
     settings: FieldSettings | None = None,
 ) -> LesionField:
     """Rules Y1–Y3 for one lesion and one Y-90 treatment.
 
     "Covered by activity" means an LDM mean dose of at least `y90_activity_min_gy` from the
-    post-treatment image. `activity_near` says whether activity above the image's noise floor lies
-    in the lesion or within `y90_margin_mm` of it (`activity_reaches_margin`); such a lesion that
-    is not covered is `uncertain`, since imaging blur and the beta range leave deposition possible.
+    post-treatment image. `distance_to_loaded_mm` is the surface gap (`gap_mm`) to the loaded
+    region (activity above the noise floor, `y90_loaded_region`); a lesion not covered whose gap
+    is within `y90_margin_mm` is `uncertain` (Y2): imaging blur and the beta range leave deposition
+    possible. None means not checked: the dose rule alone. With `reference_dose_gy` (mean LDM of
+    the loaded region) and the kernel table the result carries the physical bound
+    `D_ref·f_planar(gap)`; a Y3 lesion whose bound reaches `low_dose_min_gy` is flagged.
     When the dose at the lesion is unknown (no mask on the image's frame, or the lesion lies outside
     the imaged field of view) pass `dose_mean_gy=None` and say why in `unknown_reason` (Y2).
     """
     s = settings or FieldSettings()
+    gap = distance_to_loaded_mm
+    bound = _physical_bound_gy(gap, reference_dose_gy, kernel_table)
 
-    def result(status: FieldStatus, rule: str, reason: str) -> LesionField:
+    def result(
+        status: FieldStatus, rule: str, reason: str, flags: tuple[str, ...] = ()
+    ) -> LesionField:
         return LesionField(
             lesion_id=lesion_id,
             therapy_id=therapy_id,
@@ -174,6 +348,12 @@ def classify_y90(
             reason=f"{rule}: {reason}",
             dose_mean_gy=dose_mean_gy,
             dose_max_gy=dose_max_gy,
+            distance_to_loaded_mm=gap,
+            reference_dose_gy=reference_dose_gy,
+            dose_bound_gy=bound,
+            noise_floor_bq_ml=noise_floor_bq_ml,
+            flags=flags,
+            settings=s,
         )
 
     hepatic = organ.lower() == "liver"
@@ -188,23 +368,33 @@ def classify_y90(
         return result(FieldStatus.IN_FIELD, "Y1", f"covered by Y-90 activity ({ldm})")
     if covered:
         return result(FieldStatus.UNCERTAIN, "Y2", f"extrahepatic activity at the lesion ({ldm})")
-    if activity_near:
-        why = f"activity above the noise floor within {s.y90_margin_mm:g} mm of the lesion ({ldm})"
+    evidence = _y90_evidence_text(gap, bound)
+    margin = f"{s.y90_margin_mm:g} mm"
+    if gap is not None and gap <= s.y90_margin_mm:
+        why = f"activity above the noise floor within {margin} of the lesion ({ldm}{evidence})"
         return result(FieldStatus.UNCERTAIN, "Y2", why)
     where = "in an untreated liver territory" if hepatic else "extrahepatic"
-    near = "" if activity_near is None else f" or within {s.y90_margin_mm:g} mm"
-    why = f"{where}, no activity at the lesion{near} on post-treatment imaging ({ldm} < {s.y90_activity_min_gy} Gy)"
-    return result(FieldStatus.OUT_OF_FIELD, "Y3", why)
+    near = "" if gap is None else f" or within {margin}"
+    dose = f"{ldm} < {s.y90_activity_min_gy} Gy{evidence}"
+    why = f"{where}, no activity at the lesion{near} on post-treatment imaging ({dose})"
+    hot = bound is not None and bound >= s.low_dose_min_gy
+    return result(FieldStatus.OUT_OF_FIELD, "Y3", why, ("physical_bound_high",) if hot else ())
 
 
-def mask_on_grid(mask: LesionMask, grid: Grid) -> NDArray[np.bool_]:
-    """The lesion as a boolean array on `grid` (nearest voxel of each lesion voxel centre)."""
-    require_same_frame(grid, mask.grid, what=f"lesion {mask.lesion_id} on the image grid")
-    index = np.rint(grid.lps_to_index(mask.points_lps())).astype(int)
-    inside = np.all((index >= 0) & (index < np.asarray(grid.shape)), axis=1)
-    out = np.zeros(grid.shape, dtype=bool)
-    out[tuple(index[inside].T)] = True
-    return out
+def _physical_bound_gy(
+    gap_mm: float | None, reference_dose_gy: float | None, table: DosePointKernel | None
+) -> float | None:
+    """D_ref·f_planar(gap): the half-space bound of DOSIMETRY §8.1 (0 for an empty region)."""
+    if gap_mm is None or reference_dose_gy is None or table is None:
+        return None
+    if not np.isfinite(gap_mm):
+        return 0.0
+    return reference_dose_gy * f_planar(table, gap_mm)
+
+
+def _y90_evidence_text(gap_mm: float | None, bound_gy: float | None) -> str:
+    text = "" if gap_mm is None else f"; {gap_mm:.1f} mm from the loaded region"
+    return text if bound_gy is None else f"{text}, physical bound {bound_gy:.3f} Gy"
 
 
 def worst(fields: Sequence[LesionField]) -> LesionField:
@@ -219,217 +409,3 @@ def _distance_text(distance_mm: float | None) -> str:
     if distance_mm is None:
         return "distance to the PTV unknown"
     return f"{distance_mm:.0f} mm from the PTV"
-
-
-# ---------------------------------------------------------------- DOSIMETRY.md §8.3
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FieldThresholds:
-    """Thresholds of DOSIMETRY.md §8.3 (project defaults); echoed in every result."""
-
-    out_max_gy: float = 1.0
-    threshold_quantity: str = "physical"
-    ebrt_in_isodose_fraction: float = 0.5
-    in_overlap_fraction: float = 0.5
-    y90_min_distance_mm: float = 10.0
-    y90_margin_mm: float = 11.0  # 99.6 % of the beta energy lies within 11 mm
-    y90_noise_floor_sd: float = 3.0  # floor = background mean + 3 SD
-    y90_background_distance_mm: float = 30.0
-    lungs_loaded_if_lsf_above: float = 0.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DoseFieldStatus:
-    """A §8.3 status with the numbers and thresholds behind it."""
-
-    field: FieldStatus
-    rule: str
-    reason: str
-    distance_mm: float | None = None
-    dose_mean_gy: float | None = None
-    dose_bound_gy: float | None = None
-    grid_coverage: float | None = None
-    noise_floor_bq_ml: float | None = None
-    thresholds: FieldThresholds = dataclass_field(default_factory=FieldThresholds)
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready dict, thresholds included."""
-        out = asdict(self)
-        out["field"] = str(self.field)
-        return out
-
-
-def ebrt_coverage_status(
-    dvh: StructureDvh, *, prescription_gy: float, thresholds: FieldThresholds | None = None
-) -> DoseFieldStatus:
-    """EBRT rules of §8.3 from a lesion's DVH: outside_grid, in_field, out_of_field, uncertain, low_dose.
-
-    `in_field` needs the volume at ≥ `ebrt_in_isodose_fraction` × prescription; it is computed
-    from the DVH's V_x when present, else from D98/D50/D2 bounds is not attempted: pass
-    `vx_thresholds_gy` with that isodose in the DVH options.
-    """
-    t = thresholds or FieldThresholds()
-    isodose = t.ebrt_in_isodose_fraction * prescription_gy
-
-    def result(status: FieldStatus, rule: str, reason: str, bound: float | None) -> DoseFieldStatus:
-        return DoseFieldStatus(
-            field=status,
-            rule=rule,
-            reason=f"{rule}: {reason}",
-            dose_mean_gy=dvh.dose_mean_gy,
-            dose_bound_gy=bound,
-            grid_coverage=dvh.grid_coverage,
-            thresholds=t,
-        )
-
-    boundary = dvh.max_boundary_dose_gy
-    if dvh.grid_coverage == 0 or dvh.dose_mean_gy is None:
-        why = f"no part of the lesion lies in the dose grid; dose ≤ {boundary:.2f} Gy at its faces"
-        return result(FieldStatus.OUTSIDE_GRID, "E-grid", why, boundary)
-    in_ml = next((v for x, v in dvh.vx_ml.items() if abs(x - isodose) <= 1e-9), None)
-    if in_ml is None:
-        in_ml = (
-            dvh.volume_in_grid_ml
-            if dvh.dose_min_gy is not None and dvh.dose_min_gy >= isodose
-            else 0.0
-        )
-        lo, hi = dvh.dose_min_gy, dvh.dose_max_gy
-        if lo is not None and hi is not None and lo < isodose <= hi:
-            msg = f"V{isodose:g}Gy is needed: add {isodose:g} to DvhOptions.vx_thresholds_gy"
-            raise ValueError(msg)
-    share = in_ml / dvh.volume_ml
-    if share >= t.in_overlap_fraction:
-        why = f"{100 * share:.0f} % of the lesion ≥ {isodose:g} Gy (in-field isodose)"
-        return result(FieldStatus.IN_FIELD, "E-in", why, dvh.dose_mean_upper_gy)
-    mean = dvh.dose_mean_gy
-    if mean < t.out_max_gy and (dvh.grid_coverage >= 1.0 or boundary < t.out_max_gy):
-        why = f"covered Dmean {mean:.2f} Gy < {t.out_max_gy} Gy; boundary {boundary:.2f} Gy"
-        return result(FieldStatus.OUT_OF_FIELD, "E-out", why, dvh.dose_mean_upper_gy)
-    if mean < t.out_max_gy:
-        why = f"covered Dmean {mean:.2f} Gy but grid boundary {boundary:.2f} Gy ≥ {t.out_max_gy} Gy"
-        return result(FieldStatus.UNCERTAIN, "E-unc", why, dvh.dose_mean_upper_gy)
-    why = f"covered Dmean {mean:.2f} Gy ≥ {t.out_max_gy} Gy, below the in-field isodose"
-    return result(FieldStatus.LOW_DOSE, "E-low", why, dvh.dose_mean_upper_gy)
-
-
-def gap_mm(lesion: NDArray[np.bool_], region: NDArray[np.bool_], grid: Grid) -> float:
-    """Surface gap (mm) between two masks on one grid (DOSIMETRY §8.3 `distance_mm`).
-
-    The nearest pair of voxel centres (EDT of the region's complement read at the lesion), at
-    distance d along u, gives `max(0, d − (w(u) + w(u))/2)` with `w(u) = Σ|u_a|·s_a`; 0 when they
-    overlap or touch; inf when the region is empty.
-    """
-    if not region.any():
-        return float("inf")
-    if not lesion.any():
-        msg = "gap_mm: the lesion mask is empty"
-        raise ValueError(msg)
-    if (lesion & region).any():
-        return 0.0
-    spacing = np.asarray(grid.spacing_mm, dtype=float)
-    distance, indices = ndimage.distance_transform_edt(
-        ~region, sampling=grid.spacing_mm, return_indices=True
-    )
-    points = np.argwhere(lesion)
-    d = distance[tuple(points.T)]
-    best = int(np.argmin(d))
-    source = points[best]
-    target = indices[(slice(None), *source)]
-    delta = (np.asarray(target) - source) * spacing
-    length = float(np.linalg.norm(delta))
-    u = delta / length
-    width = float(np.sum(np.abs(u) * spacing))
-    return max(0.0, length - width)
-
-
-def noise_floor_bq_ml(
-    activity: NDArray[np.float64],
-    grid: Grid,
-    *,
-    background: NDArray[np.bool_] | None = None,
-    perfused: NDArray[np.bool_] | None = None,
-    thresholds: FieldThresholds | None = None,
-) -> float:
-    """Background mean + n·SD of activity concentration (§8.3 `y90_noise_floor`).
-
-    The background VOI is given, else every voxel ≥ `y90_background_distance_mm` from the
-    perfused region (or from the hottest 1 % of voxels when no perfused mask is given).
-    """
-    t = thresholds or FieldThresholds()
-    if background is None:
-        seed = perfused
-        if seed is None or not seed.any():
-            seed = activity >= np.quantile(activity, 0.99)
-        far = ndimage.distance_transform_edt(~seed, sampling=grid.spacing_mm)
-        background = far >= t.y90_background_distance_mm
-    values = activity[background]
-    if values.size < 2:  # an SD needs two voxels
-        msg = "noise floor: the background VOI has fewer than 2 voxels; pass a background mask"
-        raise ValueError(msg)
-    return float(values.mean() + t.y90_noise_floor_sd * values.std())
-
-
-def y90_region_status(
-    lesion: NDArray[np.bool_],
-    loaded: NDArray[np.bool_],
-    grid: Grid,
-    *,
-    reference_dose_gy: float,
-    f_planar: Callable[[float], float],
-    imaging_available: bool = True,
-    noise_floor: float | None = None,
-    thresholds: FieldThresholds | None = None,
-) -> DoseFieldStatus:
-    """Y-90 rules of §8.3: in_field, out_of_field (gap and physical bound), low_dose, uncertain.
-
-    `loaded` = perfused mask ∪ {activity > noise floor} ∪ lungs (LSF above the threshold) ∪ any
-    extrahepatic uptake, built by the caller; bound = D_ref·f_planar(gap).
-    """
-    t = thresholds or FieldThresholds()
-
-    def result(
-        status: FieldStatus, rule: str, reason: str, **numbers: float | None
-    ) -> DoseFieldStatus:
-        return DoseFieldStatus(
-            field=status,
-            rule=rule,
-            reason=f"{rule}: {reason}",
-            noise_floor_bq_ml=noise_floor,
-            thresholds=t,
-            **numbers,
-        )
-
-    if not imaging_available:
-        return result(FieldStatus.UNCERTAIN, "Y-img", "no quantitative image and no perfused mask")
-    share = float((lesion & loaded).sum()) / float(lesion.sum())
-    gap = gap_mm(lesion, loaded, grid)
-    if share >= t.in_overlap_fraction:
-        why = f"{100 * share:.0f} % of the lesion inside the loaded region"
-        return result(FieldStatus.IN_FIELD, "Y-in", why, distance_mm=gap)
-    bound = reference_dose_gy * f_planar(gap) if np.isfinite(gap) else 0.0
-    numbers = {"distance_mm": gap, "dose_bound_gy": bound}
-    if gap >= t.y90_min_distance_mm and bound < t.out_max_gy:
-        why = f"{gap:.1f} mm from the loaded region, bound {bound:.3f} Gy < {t.out_max_gy} Gy"
-        return result(FieldStatus.OUT_OF_FIELD, "Y-out", why, **numbers)
-    if bound >= t.out_max_gy:
-        why = f"{gap:.1f} mm from the loaded region, bound {bound:.2f} Gy ≥ {t.out_max_gy} Gy"
-        return result(FieldStatus.LOW_DOSE, "Y-low", why, **numbers)
-    why = f"{gap:.1f} mm from the loaded region, closer than {t.y90_min_distance_mm} mm"
-    return result(FieldStatus.UNCERTAIN, "Y-unc", why, **numbers)
-
-
-def activity_reaches_margin(
-    lesion: NDArray[np.bool_],
-    activity: NDArray[np.float64],
-    grid: Grid,
-    *,
-    noise_floor: float,
-    margin_mm: float,
-) -> bool:
-    """True when a voxel above the noise floor lies in the lesion or within `margin_mm` of it."""
-    hot = activity > noise_floor
-    if not hot.any():
-        return False
-    near = ndimage.distance_transform_edt(~lesion, sampling=grid.spacing_mm) <= margin_mm
-    return bool((hot & near).any())

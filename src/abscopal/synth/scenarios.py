@@ -8,6 +8,11 @@ planned course, see `placement.reads_as_planned`); it never changes a class or t
 
 Time courses are scale factors at the CT dates t0 − 84, t0 − 7 (the planning CT and every
 lesion's baseline), t0 + 30, t0 + 91 and t0 + 182 d.
+
+Scenario a also holds S1, a stable soft-tissue nodule in the untreated left liver lobe whose
+right tip lies 5 mm from the loaded right lobe (across the fissure): its truth is `uncertain`
+(CLINICAL §8.1 Y2, activity within the 11 mm margin). It never responds, so the patient's finding
+stays that of B1 and B2.
 """
 
 from __future__ import annotations
@@ -46,6 +51,12 @@ Y90_PET_START: Final = time(11, 30)  # on t0 + 1 d
 Y90_PET_FRAME_S: Final = 1200
 OUT_OF_FIELD_MIN_MM: Final = 80.0
 OUT_OF_FIELD_MAX_GY: Final = 0.5
+NEAR_LOADED_GAP_MM: Final = 5.0  # S1's tip to the right lobe's face (L = −18 mm)
+_NEAR_LOADED_SEMI_MM: Final = (12.0, 10.0, 8.75)  # LD × SA 24 × 20 mm
+_NEAR_LOADED_LIVER: Final = Ellipsoid(  # left lobe, fixed (no jitter): the gap is the point
+    centre_mm=(-18.0 + NEAR_LOADED_GAP_MM + _NEAR_LOADED_SEMI_MM[0], -45.0, 102.5),
+    semi_axes_mm=_NEAR_LOADED_SEMI_MM,
+)
 
 _HU: Final[dict[LesionKind, float]] = {
     LesionKind.LYTIC: HU_LYTIC,
@@ -149,6 +160,7 @@ class _LesionSpec:
     field: FieldStatus
     scales: tuple[float, ...]
     hu: tuple[float, ...] | None = None  # None: the kind's HU at every date
+    shape: Ellipsoid | None = None  # a fixed placement instead of the site's (no jitter)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,6 +210,15 @@ _TABLE: Final[dict[str, _Scenario]] = {
                 kind=_MIXED,
                 field=_OUT,
                 scales=(0.97, 1.0, 0.90, 0.62, 0.52),
+            ),
+            _LesionSpec(  # last: the seed's draws for H1, B1 and B2 stay as they were
+                lesion_id="S1",
+                site="liver",
+                kind=LesionKind.SOFT_TISSUE,
+                field=FieldStatus.UNCERTAIN,
+                scales=(0.99, 1.0, 1.01, 0.99, 1.0),
+                hu=(HU_HCC,) * 5,
+                shape=_NEAR_LOADED_LIVER,
             ),
         ),
         systemic=(("sorafenib", DrugClass.TARGETED, -300, -120),),
@@ -431,6 +452,8 @@ def _therapy(spec: _Scenario, t0: date, rng: np.random.Generator) -> EbrtPlan | 
 
 def _readable_shape(spec: _LesionSpec, sites: Sites, jitter: float) -> Ellipsoid:
     """The site's shape; for out-of-field lesions the nearest size a reader sees as planned."""
+    if spec.shape is not None:
+        return spec.shape
     if spec.field is not FieldStatus.OUT_OF_FIELD:
         return site_shape(spec.site, sites, jitter=jitter)
     for candidate in jitter_candidates(jitter):
