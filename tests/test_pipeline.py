@@ -122,3 +122,19 @@ def test_sclerosis_is_an_mda_partial_response(analyzed: dict[str, Any]) -> None:
     last = result["criteria"]["mda"]["out_of_field"]["timepoints"][-1]
     assert last["category"] == "PR"
     assert any("fill_in" in rule for rule in last["rules"])
+
+
+def test_field_evidence_of_the_lesion_near_the_loaded_liver(analyzed: dict[str, Any]) -> None:
+    """S1 (5 mm from the loaded right lobe on a 0.5 mm phantom) is uncertain by the margin rule,
+    and its result shows why: a gap within 11 mm of activity above the noise floor."""
+    result, _ = analyzed["a"]
+    s1 = next(lesion for lesion in result["lesions"] if lesion["lesion_id"] == "S1")
+    evidence = s1["field_evidence"]
+    assert s1["field"] == "uncertain"
+    assert evidence["therapy_id"] == "Y90-1"
+    assert 0.0 < evidence["distance_to_loaded_mm"] <= evidence["settings"]["y90_margin_mm"]
+    assert evidence["noise_floor_bq_ml"] is not None  # 0 on the noiseless synthetic PET
+    bone = [lesion for lesion in result["lesions"] if lesion["kind"] in {"lytic", "mixed"}]
+    margin_mm = evidence["settings"]["y90_margin_mm"]
+    assert bone and all(b["field_evidence"]["distance_to_loaded_mm"] > margin_mm for b in bone)
+    assert {b["field"] for b in bone} == {"out_of_field"}

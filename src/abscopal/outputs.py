@@ -239,6 +239,14 @@ def _tracking_dict(t: TrackedTimepoint) -> dict[str, Any]:
     }
 
 
+_FIELD_KEYS_SHOWN = frozenset({"lesion_id", "field", "rule", "reason", "flags"})
+
+
+def _field_evidence(lesion_field: LesionField) -> dict[str, Any]:
+    """The deciding therapy, every dose and distance behind the field status, and its settings."""
+    return {k: v for k, v in lesion_field.to_dict().items() if k not in _FIELD_KEYS_SHOWN}
+
+
 def _therapy_dict(t: RadiationCourse | Radioembolization) -> dict[str, Any]:
     if isinstance(t, RadiationCourse):
         label = f"{t.technique.upper()} {t.prescription_gy:g} Gy / {t.fractions} fx to {t.target}"
@@ -283,6 +291,7 @@ def _lesion_dict(
         "field_reasons": [lesion_field.reason],
         "field_flags": list(lesion_field.flags),
         "min_distance_to_ptv_mm": lesion_field.min_distance_to_ptv_mm,
+        "field_evidence": _field_evidence(lesion_field),
         "best_response": best_response(categories).value,
         "best_pct_change": min(changes) if changes else None,
         "finding": None
