@@ -2,12 +2,15 @@
 
 Generating 50 small patients takes ~100 s on two cores, so the folders are cached under pytest's
 cache folder, keyed by a hash of the synth sources and the cohort parameters: a change to the
-generator regenerates them. The reference run (`--jobs 2`, no per-patient HTML) is made once per
-session and shared by the truth, statistics, equivalence and crash tests.
+generator regenerates them. Sessions running at once share the cache under a file lock (one
+builds, the others wait), and an incomplete cohort is rebuilt. The reference run (`--jobs 2`, no
+per-patient HTML) is made once per session and shared by the truth, statistics, equivalence and
+crash tests.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -50,21 +53,35 @@ def cohort_source(request: pytest.FixtureRequest) -> Path:
     """A folder of 50 synthetic patients plus cohort_truth.csv (read-only for tests)."""
     cache = Path(request.config.cache.mkdir("abscopal-cohort"))
     folder = cache / _synth_hash()
-    if not (folder / TRUTH_CSV).exists():
-        for old in cache.iterdir():
-            shutil.rmtree(old, ignore_errors=True)
-        tmp = cache / f".building-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        synthesize_cohort(
-            tmp,
-            patients=PATIENTS,
-            seed=SEED,
-            incidence=INCIDENCE,
-            early_fraction=EARLY_FRACTION,
-            jobs=2,
-        )
-        tmp.replace(folder)
+    # other pytest sessions on this working tree share the cache: one builds, the rest wait
+    with (cache / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _complete(folder):
+            _build(cache, folder)
     return folder
+
+
+def _complete(folder: Path) -> bool:
+    if not (folder / TRUTH_CSV).exists():
+        return False
+    names = pd.read_csv(folder / TRUTH_CSV)["folder"]
+    return len(names) == PATIENTS and all((folder / n / "manifest.yaml").is_file() for n in names)
+
+
+def _build(cache: Path, folder: Path) -> None:
+    for old in cache.iterdir():
+        if old.is_dir():  # older generators' cohorts, and builds killed midway
+            shutil.rmtree(old, ignore_errors=True)
+    tmp = cache / f".building-{os.getpid()}"
+    synthesize_cohort(
+        tmp,
+        patients=PATIENTS,
+        seed=SEED,
+        incidence=INCIDENCE,
+        early_fraction=EARLY_FRACTION,
+        jobs=2,
+    )
+    tmp.replace(folder)
 
 
 @pytest.fixture(scope="session")

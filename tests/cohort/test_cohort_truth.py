@@ -48,3 +48,29 @@ def test_incidence_and_time_to_response_match_the_generator(reference: Reference
     assert by_immuno["patients"].sum() == PATIENTS
     assert isinstance(stats.logistic.table, pd.DataFrame)
     assert stats.logistic.caveats
+
+
+def test_each_date_keeps_its_category_by_criterion(reference: Reference) -> None:
+    timepoints = reference.tables["assessment_timepoints"]
+    best = reference.tables["criteria_responses"]
+    assert not timepoints.empty
+    for folder in reference.folders:
+        result = json.loads((reference.out / "patients" / folder.name / "results.json").read_text())
+        expected = sorted(
+            (criterion, scope, t["date"], t["category"])
+            for criterion, scopes in result["criteria"].items()
+            for scope, assessed in scopes.items()
+            for t in assessed["timepoints"]
+        )
+        rows = timepoints[timepoints["patient_key"] == folder.name]
+        stored = sorted(
+            (r.criterion, r.scope, r.date.strftime("%Y-%m-%d"), r.category)
+            for r in rows.itertuples()
+        )
+        assert stored == expected, folder.name
+        responses = best[best["patient_key"] == folder.name]
+        assert {(r.criterion, r.scope): r.best_response for r in responses.itertuples()} == {
+            (criterion, scope): assessed["best_response"]
+            for criterion, scopes in result["criteria"].items()
+            for scope, assessed in scopes.items()
+        }

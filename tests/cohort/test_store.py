@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from abscopal.cohort import open_store, read_tables
-from abscopal.cohort.store import Base, save_patient, start_run
+from abscopal.cohort.store import MIGRATIONS, Base, save_patient, start_run
 
 POSTGRES = os.environ.get("ABSCOPAL_TEST_POSTGRES_URL")
 
@@ -45,6 +45,28 @@ RESULT = {
         "certainty": "B",
         "lesions": ["B1"],
         "abscopal_response": "Y",
+    },
+    "criteria": {
+        "recist11": {
+            "all_lesions": {
+                "best_response": "PR",
+                "timepoints": [
+                    {"date": "2024-03-01", "category": "SD", "rules": ["R-T4"], "ne_reason": None},
+                    {"date": "2024-05-01", "category": "PR", "rules": ["R-T2"], "ne_reason": None},
+                ],
+            },
+            "out_of_field": {
+                "best_response": "NE",
+                "timepoints": [
+                    {
+                        "date": "2024-03-01",
+                        "category": "NE",
+                        "rules": [],
+                        "ne_reason": "too_early_for_sd",
+                    }
+                ],
+            },
+        }
     },
     "timeline": {
         "local_therapies": [
@@ -107,6 +129,17 @@ def test_a_patient_saved_twice_is_stored_once(url: str) -> None:
     assert len(tables["patients"]) == 1
     assert len(tables["measurements"]) == 2
     assert tables["findings"].iloc[0]["grade"] == "B"
+    timepoints = tables["assessment_timepoints"]
+    assert [
+        (r.criterion, r.scope, r.date.strftime("%Y-%m-%d"), r.category, r.ne_reason)
+        for r in timepoints.itertuples()
+    ] == [
+        ("recist11", "all_lesions", "2024-03-01", "SD", None),
+        ("recist11", "all_lesions", "2024-05-01", "PR", None),
+        ("recist11", "out_of_field", "2024-03-01", "NE", "too_early_for_sd"),
+    ]
+    best = tables["criteria_responses"].set_index("scope")["best_response"].to_dict()
+    assert best == {"all_lesions": "PR", "out_of_field": "NE"}
 
 
 def test_a_failure_replaces_the_previous_result_whole(url: str) -> None:
@@ -134,7 +167,15 @@ def test_a_failure_replaces_the_previous_result_whole(url: str) -> None:
     tables = read_tables(engine)
     assert tables["patients"].iloc[0]["status"] == "failed"
     assert all(
-        len(tables[name]) == 0 for name in ("lesions", "measurements", "findings", "studies")
+        len(tables[name]) == 0
+        for name in (
+            "lesions",
+            "measurements",
+            "findings",
+            "studies",
+            "assessment_timepoints",
+            "criteria_responses",
+        )
     )
 
 
@@ -155,3 +196,40 @@ def test_a_broken_transaction_leaves_nothing(url: str) -> None:
     tables = read_tables(engine)
     assert tables["patients"].empty
     assert tables["lesions"].empty
+
+
+def test_a_database_of_the_first_schema_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    old = create_engine(url)
+    with old.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(
+            text(
+                "INSERT INTO runs (started_at, source, executor, settings_sha256, provenance) "
+                "VALUES ('2024-01-01 00:00:00', 's', 'e', 'x', '{}')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO patients (patient_key, source_path, input_sha256, settings_sha256, "
+                "status, run_id, updated_at) VALUES ('old', '/p', 'a', 'b', 'done', 1, "
+                "'2024-01-01 00:00:00')"
+            )
+        )
+    tables = {name for (name,) in old.connect().execute(text("SELECT name FROM sqlite_master"))}
+    assert "assessment_timepoints" not in tables  # 0001 is the first schema as it was
+    old.dispose()
+    engine = open_store(url)
+    with engine.connect() as connection:
+        version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert version == "0002"
+    tables = read_tables(engine)
+    assert list(tables["patients"]["patient_key"]) == ["old"]
+    assert tables["assessment_timepoints"].empty

@@ -57,12 +57,16 @@ class _RichProgress:
 
 
 @app.command(
-    help="Analyze every patient of SOURCE (a folder of patient folders, or a CSV listing them) "
-    "into --out and a results database; rerun to resume."
+    help="Analyze every patient of SOURCE (a folder of patient folders, a CSV listing them, or "
+    "a DICOM tree to split by PatientID) into --out and a results database; rerun to resume."
 )
 def cohort(
     source: Annotated[
-        Path, typer.Argument(help="Folder of patient folders, or a CSV (path column).")
+        Path,
+        typer.Argument(
+            help="Folder of patient folders, a CSV (path column), or a DICOM tree with "
+            "manifests/<PatientID>.yaml or manifests.csv (patient_id,manifest)."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     db: Annotated[
@@ -96,6 +100,21 @@ def cohort(
     stats: Annotated[
         bool, typer.Option("--stats/--no-stats", help="Write the cohort report and exports.")
     ] = True,
+    manifests: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifests",
+            help="SOURCE is a DICOM tree: its manifests, a folder of <PatientID>.yaml or a CSV "
+            "(patient_id,manifest).",
+        ),
+    ] = None,
+    show_patient_ids: Annotated[
+        bool,
+        typer.Option(
+            "--show-patient-ids",
+            help="Let messages name a DICOM tree's PatientIDs (default: pseudonyms only).",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     from abscopal.cohort.run import RunOptions, run_cohort
@@ -108,6 +127,8 @@ def cohort(
         memory_limit_mb=memory_limit_mb,
         patient_reports=reports,
         validate=validate,
+        manifests=manifests,
+        show_patient_ids=show_patient_ids,
     )
     progress = None if as_json or not sys.stderr.isatty() else _RichProgress()
     try:

@@ -1,17 +1,24 @@
 """Run the per-patient pipeline over a cohort: local processes by default, Dask for clusters.
 
 The same task, `process_patient`, runs in a `ProcessPoolExecutor` worker or on a Dask worker.
-It reads one patient folder and returns a picklable `PatientOutcome`; only this (parent) process
-writes to the store, one transaction per patient, as outcomes arrive. A patient's crash is its
-own failure; a worker that dies (memory limit, segfault) is retried, alone at last, then
-recorded as failed. A rerun skips patients whose input and settings hashes are unchanged.
+It stages a tree patient, reads one patient folder and returns a picklable `PatientOutcome`
+with the hash of its inputs; only this (parent) process writes to the store, one transaction
+per patient, as outcomes arrive. A patient's crash is its own failure; a worker that dies
+(memory limit, segfault) is retried, alone at last, then recorded as failed. A rerun skips
+patients whose input and settings hashes are unchanged.
+
+Where the time goes: the workers hash a patient's inputs from the per-file hashes the pipeline
+computes while reading them (no second read), the parent hashes only patients that a rerun may
+skip, and local workers fork from a server that has already imported the pipeline.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
+import re
 import resource
 import shutil
 import time
@@ -25,7 +32,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from abscopal.cohort import store
-from abscopal.cohort.source import PatientSource, discover, input_sha256, settings_sha256
+from abscopal.cohort.source import (
+    PatientSource,
+    discover,
+    input_sha256,
+    settings_sha256,
+    stage,
+)
 from abscopal.errors import AbscopalError, IngestError
 from abscopal.pipeline import Settings
 
@@ -37,6 +50,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 REPORTS: Final = "patients"
 LOGS: Final = "logs"
+STAGING: Final = "sources"  # the staged folders of the patients of a DICOM tree
+# Imported once by the forkserver that local and local-Dask workers fork from: ~3 s a worker
+# otherwise, paid again after every crash or pool round. An import that fails is skipped.
+# The report writers (~1 s more) only when the run writes patient reports.
+PRELOAD: Final = (
+    "abscopal.cohort.run",
+    "abscopal.outputs",
+    "abscopal.io.dicom",
+    "abscopal.io.manifest",
+    "abscopal.io.refs",
+    "abscopal.io.rt",
+    "abscopal.io.seg",
+    "abscopal.io.pet",
+    "abscopal.register",
+    "abscopal.match",
+    "abscopal.tracking",
+)
+PRELOAD_REPORTS: Final = ("abscopal.report.html", "abscopal.report.sr", "abscopal.report.tables")
+_SHA256: Final = re.compile(r"[0-9a-f]{64}")
 LIBRARIES: Final = ("numpy", "pydicom", "SimpleITK", "SQLAlchemy", "dask", "distributed")
 
 
@@ -55,6 +87,8 @@ class RunOptions:
     memory_limit_mb: int | None = None  # per worker; None: 90 % of RAM shared by the workers
     patient_reports: bool = True  # False: results.json only, no per-patient report.html
     validate: bool = False
+    manifests: Path | None = None  # a DICOM tree's manifests: folder or CSV (source.py)
+    show_patient_ids: bool = False  # let messages name a tree patient's PatientID
     settings: Settings = field(default_factory=Settings)
 
 
@@ -62,23 +96,35 @@ class RunOptions:
 class PatientTask:
     """Everything a worker needs to process one patient; picklable."""
 
-    key: str
-    path: Path
+    patient: PatientSource
     report_dir: Path
     log_path: Path
     settings: Settings
     patient_reports: bool
     validate: bool
 
+    @property
+    def key(self) -> str:
+        """The patient's key."""
+        return self.patient.key
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PatientOutcome:
-    """What came back for one patient: its result, or the reason it failed."""
+    """What came back for one patient: its result, or the reason it failed.
+
+    `seconds` is the analysis (or validation) alone, `cpu_seconds` the CPU time the worker
+    spent on it (all threads); `overhead_seconds` the cohort's own work in the worker: staging,
+    hashing, the patient's log.
+    """
 
     key: str
     result: dict[str, Any] | None
     error: str | None
     seconds: float
+    input_sha256: str | None = None  # None: validation, or the worker died
+    overhead_seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -110,7 +156,9 @@ class CohortSummary:
     db: str
     executor: str
     seconds: float
-    task_seconds: float  # summed wall time of the per-patient tasks (inside the workers)
+    task_seconds: float  # summed analysis time of the per-patient tasks (inside the workers)
+    worker_overhead_seconds: float  # summed staging and hashing time inside the workers
+    task_cpu_seconds: float  # summed CPU time of the analyses
 
 
 # ---------------------------------------------------------------- the per-patient task
@@ -125,40 +173,63 @@ def process_patient(task: PatientTask) -> PatientOutcome:
     level = package.level
     package.addHandler(handler)
     package.setLevel(logging.INFO)
+    analysis = cpu = 0.0
+    result, error, digest = None, None, None
     try:
         logger.info("patient %s: %s", task.key, "validating" if task.validate else "analyzing")
-        result = None
-        if task.validate:
-            _validate(task.path)
-        else:
-            result = _analyze(task)
-        logger.info("patient %s: done in %.1f s", task.key, time.perf_counter() - started)
-        return PatientOutcome(
-            key=task.key, result=result, error=None, seconds=time.perf_counter() - started
-        )
+        if task.patient.from_tree:
+            stage(task.patient)
+        began, began_cpu = time.perf_counter(), time.process_time()
+        try:
+            if task.validate:
+                _validate(task.patient.path)
+            else:
+                result = _analyze(task)
+        finally:
+            analysis, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+        logger.info("patient %s: done in %.1f s", task.key, analysis)
     except Exception as exc:
         logger.error("patient %s failed:\n%s", task.key, traceback.format_exc())
         error = f"{type(exc).__name__}: {exc}".strip()
-        return PatientOutcome(
-            key=task.key, result=None, error=error, seconds=time.perf_counter() - started
-        )
     finally:
         package.removeHandler(handler)
         package.setLevel(level)
         handler.close()
+    if not task.validate:
+        digest = input_sha256(task.patient, _pipeline_hashes(result))
+    return PatientOutcome(
+        key=task.key,
+        result=result,
+        error=error,
+        seconds=analysis,
+        input_sha256=digest,
+        overhead_seconds=time.perf_counter() - started - analysis,
+        cpu_seconds=cpu,
+    )
+
+
+def _pipeline_hashes(result: dict[str, Any] | None) -> dict[str, str]:
+    """The per-file SHA-256 the pipeline computed while reading the inputs (none on failure)."""
+    hashes = ((result or {}).get("provenance") or {}).get("input_sha256") or {}
+    return {
+        str(name): value
+        for name, value in hashes.items()
+        if isinstance(value, str) and _SHA256.fullmatch(value)  # anything else: read again
+    }
 
 
 def _analyze(task: PatientTask) -> dict[str, Any]:
     from abscopal.outputs import run_patient
 
+    path = task.patient.path
     if task.patient_reports:
-        result = run_patient(task.path, task.report_dir, task.settings, pdf=False)
+        result = run_patient(path, task.report_dir, task.settings, pdf=False)
     else:
         from abscopal.atomic import atomic_dir
         from abscopal.outputs import result_dict
         from abscopal.pipeline import analyze, load_patient
 
-        inputs = load_patient(task.path)
+        inputs = load_patient(path)
         result = result_dict(analyze(inputs, task.settings), inputs)
         with atomic_dir(task.report_dir) as tmp:
             text = json.dumps(result, indent=2, default=str) + "\n"
@@ -206,36 +277,26 @@ def run_cohort(
     opts = options or RunOptions()
     _check(opts)
     started = time.perf_counter()
+    if opts.scheduler is None and not opts.validate:
+        _start_forkserver(opts)
     out_dir = Path(out_dir)
     url = db_url or store.default_url(out_dir)
     engine = store.open_store(url)  # unreachable or newer schema: an error before any work
-    patients = discover(source)
+    patients = discover(
+        source,
+        manifests=opts.manifests,
+        staging=out_dir / STAGING,
+        show_ids=opts.show_patient_ids,
+    )
     settings_hash = settings_sha256(opts.settings)
-    hashes = {p.key: input_sha256(p.path) for p in patients}
     reports, logs = out_dir / REPORTS, out_dir / LOGS
     for folder in (reports, logs):
         folder.mkdir(parents=True, exist_ok=True)
         _remove_orphans(folder)
-    stored = store.completed(engine)
-    todo = [
-        p
-        for p in patients
-        if opts.validate
-        or stored.get(p.key) != ("done", hashes[p.key], settings_hash)
-        or (opts.patient_reports and not (reports / p.key / "report.html").exists())
-    ]
-    tasks = [
-        PatientTask(
-            key=p.key,
-            path=p.path,
-            report_dir=reports / p.key,
-            log_path=logs / f"{p.key}.log",
-            settings=opts.settings,
-            patient_reports=opts.patient_reports,
-            validate=opts.validate,
-        )
-        for p in todo
-    ]
+    if (out_dir / STAGING).is_dir():  # tree patients staged by a killed run
+        _remove_orphans(out_dir / STAGING)
+    hashes = {} if opts.validate else _unchanged(engine, patients, settings_hash, opts, reports)
+    tasks = [_task(p, opts, reports, logs) for p in patients if p.key not in hashes]
     executor = _describe(opts)
     run_id = None
     if not opts.validate:
@@ -254,12 +315,13 @@ def run_cohort(
     def record(outcome: PatientOutcome) -> None:
         outcomes.append(outcome)
         if run_id is not None:
-            source_of = by_key[outcome.key]
+            patient = by_key[outcome.key]
+            hashes[outcome.key] = outcome.input_sha256 or input_sha256(patient)
             store.save_patient(
                 engine,
                 run_id=run_id,
                 patient_key=outcome.key,
-                source_path=str(source_of.path),
+                source_path=str(patient.path),
                 input_sha256=hashes[outcome.key],
                 settings_sha256=settings_hash,
                 result=outcome.result,
@@ -275,7 +337,7 @@ def run_cohort(
         else:
             _run_local(tasks, opts, record)
     if run_id is not None:
-        store.finish_run(engine, run_id)
+        store.finish_run(engine, run_id, input_sha256=hashes)
     return _summary(
         engine,
         patients=patients,
@@ -285,6 +347,47 @@ def run_cohort(
         url=url,
         executor=executor,
         seconds=time.perf_counter() - started,
+    )
+
+
+def _unchanged(
+    engine: Engine,
+    patients: Sequence[PatientSource],
+    settings_hash: str,
+    opts: RunOptions,
+    reports: Path,
+) -> dict[str, str]:
+    """The patients a rerun skips (done, same settings, same inputs): key → input hash.
+
+    Only those stored as done with these settings are hashed here (in threads: hashlib and file
+    reads release the GIL); every other patient is hashed by its worker.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    stored = store.completed(engine)
+    candidates = [
+        p
+        for p in patients
+        if stored.get(p.key, ("",) * 3)[::2] == ("done", settings_hash)
+        and not (opts.patient_reports and not (reports / p.key / "report.html").exists())
+    ]
+    with ThreadPoolExecutor(max_workers=min(8, _workers(opts))) as pool:
+        digests = list(pool.map(input_sha256, candidates))
+    return {
+        p.key: digest
+        for p, digest in zip(candidates, digests, strict=True)
+        if stored[p.key][1] == digest
+    }
+
+
+def _task(patient: PatientSource, opts: RunOptions, reports: Path, logs: Path) -> PatientTask:
+    return PatientTask(
+        patient=patient,
+        report_dir=reports / patient.key,
+        log_path=logs / f"{patient.key}.log",
+        settings=opts.settings,
+        patient_reports=opts.patient_reports,
+        validate=opts.validate,
     )
 
 
@@ -331,6 +434,7 @@ def _describe(opts: RunOptions) -> str:
 
 
 def _provenance(settings: Settings, hashes: dict[str, str]) -> dict[str, Any]:
+    """Versions and settings; input hashes of the skipped patients (`finish_run` adds the rest)."""
     from dataclasses import asdict
 
     return {
@@ -345,6 +449,26 @@ def _plain(value: object) -> object:
     if isinstance(value, (set, frozenset)):
         return sorted(str(v) for v in value)
     return str(value)
+
+
+def _start_forkserver(opts: RunOptions) -> None:
+    """Start the server that local workers (and a local Dask cluster's) fork from.
+
+    It imports the pipeline in the background while this process opens the store and reads
+    SOURCE; a server already running (an earlier run in this process) is kept as it is.
+    """
+    from multiprocessing import forkserver
+
+    if opts.dask_workers is not None:
+        import importlib
+
+        distributed: Any = importlib.import_module("distributed.utils")
+        with _dask_forkserver():
+            distributed.get_mp_context()  # sets its preload list once; ours replaces it below
+    reports = PRELOAD_REPORTS if opts.patient_reports else ()
+    dask = ("distributed",) if opts.dask_workers is not None else ()
+    multiprocessing.get_context("forkserver").set_forkserver_preload([*dask, *PRELOAD, *reports])
+    forkserver.ensure_running()
 
 
 def _run_local(
@@ -373,8 +497,6 @@ def _pool_round(
     limit_mb: int,
     record: Callable[[PatientOutcome], None],
 ) -> list[PatientTask]:
-    import multiprocessing
-
     broken: list[PatientTask] = []
     context = multiprocessing.get_context("forkserver")  # no fork of a threaded parent
     with ProcessPoolExecutor(
@@ -397,30 +519,36 @@ def _run_dask(
     import importlib
 
     distributed: Any = importlib.import_module("distributed")  # ships no type hints
-    Client, LocalCluster, as_completed = (  # noqa: N806  the library's class names
-        distributed.Client,
-        distributed.LocalCluster,
-        distributed.as_completed,
+    with _dask_forkserver():
+        _run_on_dask(distributed, tasks, opts, record)
+
+
+def _dask_forkserver() -> Any:
+    """Dask configured for a local cluster of cohort workers (the nannies pass it on).
+
+    Workers start (and restart) from the forkserver; no statistical profiler sampling the task
+    thread every 10 ms nor GIL monitor, which only a dashboard would show; system metrics every
+    2 s instead of 0.5 s. Long single tasks need none of them.
+    """
+    import dask
+
+    return dask.config.set(
+        {
+            "distributed.worker.multiprocessing-method": "forkserver",
+            "distributed.worker.profile.enabled": False,
+            "distributed.admin.system-monitor.gil.enabled": False,
+            "distributed.admin.system-monitor.interval": "2s",
+        }
     )
 
-    limit = memory_limit_mb(opts)
-    cluster = None
-    try:
-        if opts.scheduler is not None:
-            client = Client(opts.scheduler, timeout="15s")
-        else:
-            cluster = LocalCluster(
-                n_workers=opts.dask_workers,
-                threads_per_worker=1,
-                processes=True,
-                memory_limit=f"{limit}MB",
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
-            client = Client(cluster)
-    except OSError as exc:
-        msg = f"cannot reach the Dask scheduler {opts.scheduler}: {exc}"
-        raise CohortError(msg) from exc
+
+def _run_on_dask(
+    distributed: Any,
+    tasks: Sequence[PatientTask],
+    opts: RunOptions,
+    record: Callable[[PatientOutcome], None],
+) -> None:
+    client, cluster = _dask_client(distributed, opts)
     try:
         futures = {
             client.submit(
@@ -432,7 +560,7 @@ def _run_dask(
             ): t
             for t in tasks
         }
-        for future in as_completed(futures):
+        for future in distributed.as_completed(futures):
             task = futures[future]
             try:
                 outcome = future.result()
@@ -448,6 +576,31 @@ def _run_dask(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _dask_client(distributed: Any, opts: RunOptions) -> tuple[Any, Any]:
+    """A client of the scheduler, or of a local cluster whose workers fork from a forkserver.
+
+    Dask spawns fresh interpreters by default: each imports distributed and the pipeline, and
+    tears down slowly. Forked from one server that has imported both (the caller selects the
+    forkserver method), a worker, or its restart after a crash, starts and stops in a fraction
+    of that.
+    """
+    if opts.scheduler is not None:
+        try:
+            return distributed.Client(opts.scheduler, timeout="15s"), None
+        except OSError as exc:
+            msg = f"cannot reach the Dask scheduler {opts.scheduler}: {exc}"
+            raise CohortError(msg) from exc
+    cluster = distributed.LocalCluster(
+        n_workers=opts.dask_workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=f"{memory_limit_mb(opts)}MB",
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    return distributed.Client(cluster), cluster
 
 
 def _summary(
@@ -483,4 +636,6 @@ def _summary(
         executor=executor,
         seconds=seconds,
         task_seconds=sum(o.seconds for o in outcomes),
+        worker_overhead_seconds=sum(o.overhead_seconds for o in outcomes),
+        task_cpu_seconds=sum(o.cpu_seconds for o in outcomes),
     )

@@ -26,6 +26,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    insert,
     select,
 )
 from sqlalchemy.engine import make_url
@@ -157,13 +158,39 @@ class DoseRow(Base):
 
 
 class AssessmentRow(Base):
-    """A lesion's best response by the lesion-level criterion of the pipeline."""
+    """A lesion's best response by the lesion-level criterion of the pipeline.
+
+    The patient-level categories per date and criterion are in `TimepointAssessmentRow`.
+    """
 
     __tablename__ = "assessments"
     patient_key: Mapped[str] = _patient_fk()
     lesion_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     best_response: Mapped[str] = mapped_column(String(10))
     best_pct_change: Mapped[float | None] = mapped_column(Float)
+
+
+class CriterionResponseRow(Base):
+    """A patient's best overall response by one criterion, on all lesions or out-of-field only."""
+
+    __tablename__ = "criteria_responses"
+    patient_key: Mapped[str] = _patient_fk()
+    criterion: Mapped[str] = mapped_column(String(20), primary_key=True)  # recist11, mda, ...
+    scope: Mapped[str] = mapped_column(String(20), primary_key=True)  # all_lesions | out_of_field
+    best_response: Mapped[str] = mapped_column(String(10))
+
+
+class TimepointAssessmentRow(Base):
+    """A patient's response category at one follow-up date, by one criterion and lesion scope."""
+
+    __tablename__ = "assessment_timepoints"
+    patient_key: Mapped[str] = _patient_fk()
+    criterion: Mapped[str] = mapped_column(String(20), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(20), primary_key=True)
+    date: Mapped[date] = mapped_column(Date, primary_key=True)
+    category: Mapped[str] = mapped_column(String(10))
+    ne_reason: Mapped[str | None] = mapped_column(Text)
+    rules: Mapped[list[Any]] = mapped_column(JSON)  # the rules (with citations) that decided it
 
 
 class FindingRow(Base):
@@ -192,6 +219,8 @@ CHILDREN: Final = (
     DoseRow,
     AssessmentRow,
     FindingRow,
+    CriterionResponseRow,
+    TimepointAssessmentRow,
 )
 TABLES: Final = ("runs", "patients", *(c.__tablename__ for c in CHILDREN))
 
@@ -239,6 +268,9 @@ def open_store(url: str) -> Engine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the single writer
+    # NORMAL in WAL: no fsync per commit; a killed process loses nothing committed, a power cut
+    # at most the last patients, which the next run redoes (their rows are whole or absent)
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
@@ -302,12 +334,22 @@ def start_run(
         return run.run_id
 
 
-def finish_run(engine: Engine, run_id: int) -> None:
-    """Stamp the end of a run (a run killed midway keeps finished_at NULL)."""
+def finish_run(
+    engine: Engine, run_id: int, *, input_sha256: Mapping[str, str] | None = None
+) -> None:
+    """Stamp the end of a run and complete its provenance with every patient's input hash.
+
+    The workers hash the inputs as they go, so a run starts with the hashes of the patients it
+    skips only; a run killed midway keeps those and finished_at NULL (the patients table holds
+    each stored patient's hash either way).
+    """
     with Session(engine) as session, session.begin():
         run = session.get(Run, run_id)
-        if run is not None:
-            run.finished_at = _now()
+        if run is None:
+            return
+        run.finished_at = _now()
+        if input_sha256 is not None:
+            run.provenance = {**run.provenance, "input_sha256": dict(sorted(input_sha256.items()))}
 
 
 def save_patient(
@@ -322,139 +364,168 @@ def save_patient(
     error: str | None = None,
     result_path: str | None = None,
 ) -> None:
-    """Replace everything stored about one patient, in one transaction (upsert)."""
-    with Session(engine) as session, session.begin():
-        for child in CHILDREN:
-            session.execute(delete(child).where(child.patient_key == patient_key))
-        verdict = (result or {}).get("abscopal") or {}
-        session.merge(
-            PatientRow(
-                patient_key=patient_key,
-                patient_id=None if result is None else str(result["patient_id"]),
-                source_path=source_path,
-                input_sha256=input_sha256,
-                settings_sha256=settings_sha256,
-                status="failed" if result is None else "done",
-                error=error,
-                run_id=run_id,
-                updated_at=_now(),
-                primary_cancer=None if result is None else result.get("primary_cancer"),
-                abscopal_status=verdict.get("status"),
-                certainty=verdict.get("certainty"),
-                abscopal_lesions=verdict.get("lesions"),
-                abscopal_response=verdict.get("abscopal_response"),
-                out_of_field_response_rate=verdict.get("out_of_field_response_rate"),
-                result_path=result_path,
-            )
-        )
-        session.flush()
-        if result is not None:
-            session.add_all(_children(patient_key, result))
+    """Replace everything stored about one patient, in one transaction (delete, then insert).
+
+    Core multi-row inserts, not the ORM unit of work: a patient's ~100 rows need no identity
+    map, and the parent process that writes every patient must keep up with the workers.
+    """
+    verdict = (result or {}).get("abscopal") or {}
+    patient = {
+        "patient_key": patient_key,
+        "patient_id": None if result is None else str(result["patient_id"]),
+        "source_path": source_path,
+        "input_sha256": input_sha256,
+        "settings_sha256": settings_sha256,
+        "status": "failed" if result is None else "done",
+        "error": error,
+        "run_id": run_id,
+        "updated_at": _now(),
+        "primary_cancer": None if result is None else result.get("primary_cancer"),
+        "abscopal_status": verdict.get("status"),
+        "certainty": verdict.get("certainty"),
+        "abscopal_lesions": verdict.get("lesions"),
+        "abscopal_response": verdict.get("abscopal_response"),
+        "out_of_field_response_rate": verdict.get("out_of_field_response_rate"),
+        "result_path": result_path,
+    }
+    children = {} if result is None else _children(patient_key, result)
+    tables = [Base.metadata.tables[child.__tablename__] for child in CHILDREN]
+    with engine.begin() as connection:
+        for table in tables:
+            connection.execute(delete(table).where(table.c.patient_key == patient_key))
+        patients = Base.metadata.tables[PatientRow.__tablename__]
+        connection.execute(delete(patients).where(patients.c.patient_key == patient_key))
+        connection.execute(insert(patients), [patient])
+        for child, table in zip(CHILDREN, tables, strict=True):  # after the patient: foreign keys
+            if children.get(child):
+                connection.execute(insert(table), children[child])
 
 
-def _children(key: str, result: Mapping[str, Any]) -> list[Base]:
-    rows: list[Base] = []
+Rows = dict[type[Base], list[dict[str, Any]]]
+
+
+def _children(key: str, result: Mapping[str, Any]) -> Rows:
+    rows: Rows = {child: [] for child in CHILDREN}
     timeline = result.get("timeline") or {}
-    rows.extend(
-        StudyRow(patient_key=key, study_date=_day(d))
+    rows[StudyRow] = [
+        {"patient_key": key, "study_date": _day(d)}
         for d in sorted(set(timeline.get("scan_dates", [])))
-    )
-    for t in timeline.get("local_therapies", []):
-        rows.append(
-            TreatmentRow(
-                patient_key=key,
-                treatment_id=t["therapy_id"],
-                category="local",
-                kind=t["kind"],
-                start_date=_day(t["start_date"]),
-                end_date=_day(t.get("end_date")),
-                label=t.get("label", ""),
-            )
-        )
-    for n, s in enumerate(timeline.get("systemic_therapies", [])):
-        rows.append(
-            TreatmentRow(
-                patient_key=key,
-                treatment_id=f"systemic-{n + 1}-{s['agent']}",
-                category="systemic",
-                kind=s["drug_class"],
-                start_date=_day(s["start_date"]),
-                end_date=_day(s.get("stop_date")),
-                label=s["agent"],
-            )
-        )
+    ]
+    rows[TreatmentRow] = _treatments(key, timeline)
     for lesion in result.get("lesions", []):
-        lid = lesion["lesion_id"]
-        rows.append(
-            LesionRow(
-                patient_key=key,
-                lesion_id=lid,
-                organ=lesion.get("organ"),
-                kind=lesion["kind"],
-                field=lesion["field"],
-            )
-        )
-        rows.append(
-            DoseRow(
-                patient_key=key,
-                lesion_id=lid,
-                field=lesion["field"],
-                dose_mean_gy=lesion.get("dose_mean_gy"),
-                dose_max_gy=lesion.get("dose_max_gy"),
-                min_distance_to_ptv_mm=lesion.get("min_distance_to_ptv_mm"),
-                field_rule=lesion.get("field_rule"),
-                reasons=list(lesion.get("field_reasons", [])),
-            )
-        )
-        rows.append(
-            AssessmentRow(
-                patient_key=key,
-                lesion_id=lid,
-                best_response=lesion["best_response"],
-                best_pct_change=lesion.get("best_pct_change"),
-            )
-        )
-        rows.extend(_measurement(key, lid, m) for m in lesion.get("measurements", []))
-        finding = lesion.get("finding")
-        if finding is not None:
-            rows.append(_finding(key, lid, finding))
+        _add_lesion(rows, key, lesion)
+    _add_criteria(rows, key, result.get("criteria") or {})
     return rows
 
 
-def _measurement(key: str, lesion_id: str, m: Mapping[str, Any]) -> MeasurementRow:
-    names = (
-        "volume_ml",
-        "diameter_long_mm",
-        "diameter_short_mm",
-        "hu_mean",
-        "sclerotic_fraction",
-        "pct_change_baseline",
-        "pct_change_nadir",
-    )
-    return MeasurementRow(
-        patient_key=key,
-        lesion_id=lesion_id,
-        date=_day(m["date"]),
-        present=bool(m["present"]),
-        **{name: m.get(name) for name in names},
-    )
+def _treatments(key: str, timeline: Mapping[str, Any]) -> list[dict[str, Any]]:
+    local = [
+        {
+            "patient_key": key,
+            "treatment_id": t["therapy_id"],
+            "category": "local",
+            "kind": t["kind"],
+            "start_date": _day(t["start_date"]),
+            "end_date": _day(t.get("end_date")),
+            "label": t.get("label", ""),
+        }
+        for t in timeline.get("local_therapies", [])
+    ]
+    systemic = [
+        {
+            "patient_key": key,
+            "treatment_id": f"systemic-{n + 1}-{s['agent']}",
+            "category": "systemic",
+            "kind": s["drug_class"],
+            "start_date": _day(s["start_date"]),
+            "end_date": _day(s.get("stop_date")),
+            "label": s["agent"],
+        }
+        for n, s in enumerate(timeline.get("systemic_therapies", []))
+    ]
+    return local + systemic
 
 
-def _finding(key: str, lesion_id: str, f: Mapping[str, Any]) -> FindingRow:
-    return FindingRow(
-        patient_key=key,
-        lesion_id=lesion_id,
-        therapy_id=f["therapy_id"],
-        outcome=f["outcome"],
-        grade=f.get("grade"),
-        t1=_day(f.get("t1")),
-        t2=_day(f.get("t2")),
-        metric=f.get("metric"),
-        pct_change=f.get("pct_change"),
-        confirmation=f.get("confirmation"),
-        reasons=list(f.get("reasons", [])),
-        flags=list(f.get("flags", [])),
+def _add_lesion(rows: Rows, key: str, lesion: Mapping[str, Any]) -> None:
+    ids = {"patient_key": key, "lesion_id": lesion["lesion_id"]}
+    rows[LesionRow].append(
+        {**ids, "organ": lesion.get("organ"), "kind": lesion["kind"], "field": lesion["field"]}
     )
+    rows[DoseRow].append(
+        {
+            **ids,
+            "field": lesion["field"],
+            "dose_mean_gy": lesion.get("dose_mean_gy"),
+            "dose_max_gy": lesion.get("dose_max_gy"),
+            "min_distance_to_ptv_mm": lesion.get("min_distance_to_ptv_mm"),
+            "field_rule": lesion.get("field_rule"),
+            "reasons": list(lesion.get("field_reasons", [])),
+        }
+    )
+    rows[AssessmentRow].append(
+        {
+            **ids,
+            "best_response": lesion["best_response"],
+            "best_pct_change": lesion.get("best_pct_change"),
+        }
+    )
+    rows[MeasurementRow].extend(
+        {
+            **ids,
+            "date": _day(m["date"]),
+            "present": bool(m["present"]),
+            **{name: m.get(name) for name in _MEASURED},
+        }
+        for m in lesion.get("measurements", [])
+    )
+    finding = lesion.get("finding")
+    if finding is not None:
+        rows[FindingRow].append(_finding(ids, finding))
+
+
+_MEASURED: Final = (
+    "volume_ml",
+    "diameter_long_mm",
+    "diameter_short_mm",
+    "hu_mean",
+    "sclerotic_fraction",
+    "pct_change_baseline",
+    "pct_change_nadir",
+)
+
+
+def _finding(ids: Mapping[str, str], f: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        **ids,
+        "therapy_id": f["therapy_id"],
+        "outcome": f["outcome"],
+        "grade": f.get("grade"),
+        "t1": _day(f.get("t1")),
+        "t2": _day(f.get("t2")),
+        "metric": f.get("metric"),
+        "pct_change": f.get("pct_change"),
+        "confirmation": f.get("confirmation"),
+        "reasons": list(f.get("reasons", [])),
+        "flags": list(f.get("flags", [])),
+    }
+
+
+def _add_criteria(rows: Rows, key: str, criteria: Mapping[str, Any]) -> None:
+    """Each criterion's best response and its category at every follow-up date, per scope."""
+    for criterion, scopes in sorted(criteria.items()):
+        for scope, assessed in sorted(scopes.items()):
+            ids = {"patient_key": key, "criterion": criterion, "scope": scope}
+            rows[CriterionResponseRow].append({**ids, "best_response": assessed["best_response"]})
+            rows[TimepointAssessmentRow].extend(
+                {
+                    **ids,
+                    "date": _day(t["date"]),
+                    "category": t["category"],
+                    "ne_reason": t.get("ne_reason"),
+                    "rules": list(t.get("rules", [])),
+                }
+                for t in assessed.get("timepoints", [])
+            )
 
 
 def _day(value: Any) -> Any:
