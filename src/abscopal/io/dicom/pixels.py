@@ -1,14 +1,13 @@
 """The pixels of a DICOM image series, rescaled, straight into one float32 array.
 
-`read_stack` parses each file's header (pixel data left in the file) while a reader thread puts
-the previous file's frames into a preallocated array: uncompressed pixel data is read frame by
-frame from the file, compressed pixel data is decoded by pydicom; each frame is rescaled
-(RescaleSlope/Intercept of its `Plane`) in float32 when that is exact.
+`read_stack` parses each file's header (pixel data left in the file), then puts its frames into
+a preallocated array: uncompressed pixel data is read frame by frame from the file, compressed
+pixel data is decoded by pydicom; each frame is rescaled (RescaleSlope/Intercept of its `Plane`)
+in float32 when that is exact.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 _NATIVE_SYNTAXES: Final = frozenset(
     {ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian}
 )
-_READERS: Final = 1  # one pixel reader beside the header parser: more only fight for the GIL
 
 
 def read_stack(
@@ -38,42 +36,32 @@ def read_stack(
     """Headers, planes and rescaled pixels (float32, one slice per plane, file order) of `files`.
 
     Each file is read once: its header is parsed with the pixel data left in the file
-    (`defer_size`), then a reader thread puts the pixels straight into one preallocated array
-    while the next header is parsed (file I/O and numpy release the GIL). Peak memory is the final
-    array plus one frame. The array is sized from the first file; when later files hold
+    (`defer_size`), then its pixels go straight into one preallocated array. Peak memory is the
+    final array plus one frame. The array is sized from the first file; when later files hold
     another number of frames, the pixels are read again into an array of the right size.
+    (A reader thread beside the header parser was slower: each hand-over of the GIL costs more
+    than reading and rescaling a slice.)
     """
     headers: list[tuple[Dataset, list[Plane]]] = []
-    with ThreadPoolExecutor(max_workers=_READERS) as pool:
-        jobs: list[Future[None]] = []
-        array = np.empty((0, 0, 0), dtype=np.float32)
-        for n, path in enumerate(files):
-            ds, planes = header_planes(path, n, headers_read[n])
-            headers.append((ds, planes))
-            shape = (int(ds.Rows), int(ds.Columns))
-            if n == 0:
-                array = np.empty((len(files) * len(planes), *shape), dtype=np.float32)
-            check_same([array.shape[1:], shape], [files[0].name, path.name], "matrix size", uid)
-            if len(jobs) == n and len(planes) * len(files) == len(array):  # all fit so far
-                out = array[n * len(planes) : (n + 1) * len(planes)]
-                jobs.append(pool.submit(_read_pixels, path, ds, planes, out))
-        if len(jobs) < len(files):  # files with different numbers of frames
-            _finish(jobs)
-            array = np.empty((sum(len(p) for _, p in headers), *shape), dtype=np.float32)
-            starts = np.cumsum([0] + [len(p) for _, p in headers])
-            jobs = [
-                pool.submit(_read_pixels, path, ds, planes, array[starts[n] : starts[n + 1]])
-                for n, (path, (ds, planes)) in enumerate(zip(files, headers, strict=True))
-            ]
-        _finish(jobs)
+    array = np.empty((0, 0, 0), dtype=np.float32)
+    fits = True
+    for n, path in enumerate(files):
+        ds, planes = header_planes(path, n, headers_read[n])
+        headers.append((ds, planes))
+        shape = (int(ds.Rows), int(ds.Columns))
+        if n == 0:
+            array = np.empty((len(files) * len(planes), *shape), dtype=np.float32)
+        check_same([array.shape[1:], shape], [files[0].name, path.name], "matrix size", uid)
+        fits = fits and len(planes) * len(files) == len(array)
+        if fits:
+            _read_pixels(path, ds, planes, array[n * len(planes) : (n + 1) * len(planes)])
+    if not fits:  # files with different numbers of frames
+        array = np.empty((sum(len(p) for _, p in headers), *shape), dtype=np.float32)
+        starts = np.cumsum([0] + [len(p) for _, p in headers])
+        for n, (path, (ds, planes)) in enumerate(zip(files, headers, strict=True)):
+            _read_pixels(path, ds, planes, array[starts[n] : starts[n + 1]])
     planes = [plane for _, file_planes in headers for plane in file_planes]
     return [ds for ds, _ in headers], planes, array
-
-
-def _finish(jobs: list[Future[None]]) -> None:
-    """Wait for every job; raise the error of the first file that failed, in file order."""
-    for job in jobs:
-        job.result()
 
 
 def _read_pixels(path: Path, ds: Dataset, planes: list[Plane], out: NDArray[np.float32]) -> None:
