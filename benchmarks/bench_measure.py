@@ -17,7 +17,7 @@ from _peer import median_seconds, peer_python, report
 from scipy.spatial.distance import pdist
 from skimage.measure import marching_cubes
 
-from abscopal.io.image import read_image, read_mask
+from abscopal.io.image import read_image, read_image_and_mask, read_mask
 from abscopal.measure import describe_lesion
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pyradiomics"
@@ -64,8 +64,8 @@ def main() -> int:
         image_path, mask_path = DATA / f"{case}_image.nrrd", DATA / f"{case}_label.nrrd"
 
         def ours(image_path: Path = image_path, mask_path: Path = mask_path) -> dict[str, object]:
-            image = read_image(image_path)
-            return describe_lesion(read_mask(mask_path, reference=image), image)
+            image, mask = read_image_and_mask(image_path, mask_path)
+            return describe_lesion(mask, image)
 
         result = ours()
         ours_s = median_seconds(ours)

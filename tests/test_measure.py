@@ -339,3 +339,17 @@ def test_measure_command_adc(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     out = json.loads(capsys.readouterr().out)
     assert out["adc_mean_um2_s"] == pytest.approx(1100.0, rel=1e-5)
     assert out["voxel_count"] == lesion.voxel_count
+
+
+def test_image_and_mask_read_together_equal_read_apart() -> None:
+    """The concurrent NRRD read gives the same voxels, grid and mask as reading one by one."""
+    from abscopal.io.image import read_image_and_mask
+
+    data = shared_path("data", "pyradiomics")
+    image_path, mask_path = data / "breast1_image.nrrd", data / "breast1_label.nrrd"
+    volume, mask = read_image_and_mask(image_path, mask_path)
+    alone = read_image(image_path)
+    assert np.array_equal(volume.array, alone.array)
+    assert volume.grid == alone.grid
+    assert np.array_equal(mask.mask, read_mask(mask_path, reference=alone).mask)
+    assert mask.grid == read_mask(mask_path, reference=alone).grid

@@ -48,11 +48,10 @@ def measure(
     adc_unit: AdcOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    from abscopal.io.image import read_image, read_mask
+    from abscopal.io.image import read_image_and_mask
     from abscopal.measure import adc_mean_um2_s, describe_lesion
 
-    volume = read_image(image)
-    lesion = read_mask(mask, label=label, reference=volume)
+    volume, lesion = read_image_and_mask(image, mask, label=label)
     result = describe_lesion(lesion, volume)
     if adc_unit is not None:
         result["adc_mean_um2_s"] = adc_mean_um2_s(volume, lesion, unit=adc_unit.value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -125,6 +126,22 @@ def read_image(path: Path) -> Volume:
     return load_series(find_image_series(path))
 
 
+def read_image_and_mask(image: Path, mask: Path, *, label: int = 1) -> tuple[Volume, LesionMask]:
+    """An image and one of its masks (see `read_image`, `read_mask`).
+
+    Two NIfTI/NRRD files are decoded at the same time: SimpleITK releases the GIL, and
+    decompressing a gzip NRRD is most of the time of a measurement.
+    """
+    image, mask = Path(image), Path(mask)
+    if not (image.is_file() and mask.is_file() and is_itk_file(image) and is_itk_file(mask)):
+        volume = read_image(image)
+        return volume, read_mask(mask, label=label, reference=volume)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        raw_mask = pool.submit(_read_itk, mask)
+        volume = read_image(image)
+        return volume, _itk_mask(mask, label=label, reference=volume, image=raw_mask.result())
+
+
 def read_mask(path: Path, *, label: int = 1, reference: Volume | None = None) -> LesionMask:
     """One mask from NIfTI/NRRD (voxels equal to `label`), SEG or RTSTRUCT (the `label`-th item).
 
@@ -177,8 +194,8 @@ def _rtstruct_mask(path: Path, *, label: int, reference: Volume | None) -> Lesio
     return LesionMask(lesion_id=name, mask=mask, grid=reference.grid)
 
 
-def _itk_mask(path: Path, *, label: int, reference: Volume | None) -> LesionMask:
-    image = _read_itk(path)
+def _itk_mask(path: Path, *, label: int, reference: Volume | None, image: Any = None) -> LesionMask:
+    image = _read_itk(path) if image is None else image
     frame = reference.grid.frame_of_reference_uid if reference else f"file:{path.name}"
     grid = grid_from_sitk(image, frame_of_reference_uid=frame)
     mask = sitk.GetArrayFromImage(image) == label
