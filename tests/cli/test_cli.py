@@ -66,6 +66,28 @@ def test_synth_json_and_determinism(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert truth["abscopal"]["status"] == "not_abscopal"
 
 
+def test_synth_untracked_and_moving(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--untracked --motion 4` writes exactly what the generator's options write."""
+    from abscopal.synth import synthesize_patient
+    from abscopal.synth.patient import Motion
+
+    argv = ["synth", "--out", str(tmp_path / "cli"), "--seed", "11", "--scenario", "f"]
+    code, out, _ = run([*argv, "--untracked", "--motion", "4", "--json"], capsys)
+    assert code == 0
+    (cli_dir,) = (Path(d) for d in json.loads(out)["patient_dirs"])
+    api_dir = synthesize_patient(
+        tmp_path / "api", scenario="f", seed=11, untracked=True, motion=Motion(degrees=4.0)
+    )
+    files = sorted(p.relative_to(cli_dir) for p in cli_dir.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(api_dir) for p in api_dir.rglob("*") if p.is_file())
+    assert all((cli_dir / f).read_bytes() == (api_dir / f).read_bytes() for f in files)
+    origins = {
+        tuple(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient)
+        for p in sorted(cli_dir.rglob("ct/*/*.dcm"))[::64]
+    }
+    assert len(origins) > 1  # the CTs stand in different places
+
+
 def copy_patient(src: Path, tmp_path: Path) -> Path:
     dst = tmp_path / src.name
     shutil.copytree(src, dst)

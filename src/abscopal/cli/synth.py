@@ -38,9 +38,27 @@ def synth(
         ),
     ] = 0.5,
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Processes writing patients.")] = 1,
+    untracked: Annotated[
+        bool,
+        typer.Option(
+            "--untracked",
+            help="Follow-up SEGs label segments per date, with no shared TrackingUID "
+            "(lesions must be matched by geometry).",
+        ),
+    ] = False,
+    motion_deg: Annotated[
+        float,
+        typer.Option(
+            "--motion",
+            min=0.0,
+            help="Move the patient rigidly between CTs: degrees about S per step (with a 10 mm "
+            "shift); 0 = no motion.",
+        ),
+    ] = 0.0,
     as_json: JsonFlag = False,
 ) -> None:
     from abscopal.synth import SCENARIOS, synthesize
+    from abscopal.synth.patient import Motion
 
     if scenario is not None and scenario not in SCENARIOS:
         msg = f"--scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}"
@@ -49,7 +67,11 @@ def synth(
         msg = f"--size must be 'small' or 'full', got {size!r}"
         raise typer.BadParameter(msg)
     chosen: Literal["small", "full"] = "full" if size == "full" else "small"
+    motion = Motion(degrees=motion_deg) if motion_deg > 0 else None
     if incidence is not None:
+        if untracked or motion is not None:
+            msg = "--untracked and --motion apply to scenario patients; leave out --incidence"
+            raise typer.BadParameter(msg)
         if scenario is not None:
             msg = "--incidence draws the scenarios itself; leave out --scenario"
             raise typer.BadParameter(msg)
@@ -65,6 +87,14 @@ def synth(
             jobs=jobs,
         )
     else:
-        folders = synthesize(out, patients=patients, seed=seed, scenario=scenario, size=chosen)
+        folders = synthesize(
+            out,
+            patients=patients,
+            seed=seed,
+            scenario=scenario,
+            size=chosen,
+            untracked=untracked,
+            motion=motion,
+        )
     payload = {"patients": len(folders), "patient_dirs": [str(f) for f in folders]}
     emit(payload, as_json=as_json, text="\n".join(str(f) for f in folders))

@@ -173,8 +173,13 @@ def synthesize(
     seed: int,
     scenario: str | None = None,
     size: Literal["small", "full"] = "small",
+    untracked: bool = False,
+    motion: Motion | None = None,
 ) -> list[Path]:
-    """Write `patients` patients under `out`; patient i gets SCENARIOS[(seed + i) % 7]."""
+    """Write `patients` patients under `out`; patient i gets SCENARIOS[(seed + i) % 7].
+
+    `untracked` and `motion` are passed to `synthesize_patient` (tracking test material).
+    """
     if patients < 0:
         msg = f"patients must be >= 0, got {patients}"
         raise ValueError(msg)
@@ -188,6 +193,8 @@ def synthesize(
             seed=seed,
             index=i,
             size=size,
+            untracked=untracked,
+            motion=motion,
         )
         for i in range(patients)
     ]
