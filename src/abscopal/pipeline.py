@@ -217,6 +217,7 @@ def _read_segs(
 ) -> tuple[dict[str, dict[str, LesionMask]], dict[str, dict[str, Segment]], dict[str, Path]]:
     """Every SEG's masks and segment identities by the CT series it was drawn on."""
     from abscopal.io.seg import read_seg
+    from abscopal.tracking import Segment
 
     masks: dict[str, dict[str, LesionMask]] = {uid: {} for uid in volumes}
     segments: dict[str, dict[str, Segment]] = {uid: {} for uid in volumes}
@@ -226,25 +227,14 @@ def _read_segs(
             target = _seg_target(file, seg.frame_of_reference_uid, volumes)
             result = read_seg(file, reference=volumes[target].grid)
             masks[target].update({m.lesion_id: m for m in result.masks})
-            segments[target].update(_segment_identities(file, result.masks))
+            segments[target].update(
+                {
+                    m.lesion_id: Segment(name=m.lesion_id, label=label, tracking_uid=uid)
+                    for m, (label, uid) in zip(result.masks, result.segment_identities, strict=True)
+                }
+            )
             seg_files[target] = file
     return masks, segments, seg_files
-
-
-def _segment_identities(file: Path, masks: Sequence[LesionMask]) -> dict[str, Segment]:
-    """Label and TrackingUID of each segment; `read_seg` keeps the SegmentSequence order."""
-    from abscopal.io.dicom import read_dataset
-    from abscopal.tracking import Segment
-
-    items = read_dataset(file, stop_before_pixels=True).get("SegmentSequence", [])
-    return {
-        mask.lesion_id: Segment(
-            name=mask.lesion_id,
-            label=str(item.get("SegmentLabel", "")),
-            tracking_uid=str(item.get("TrackingUID", "")) or None,
-        )
-        for mask, item in zip(masks, items, strict=True)
-    }
 
 
 def _overrides(manifest: Manifest, manifest_path: Path) -> list[MatchOverride]:

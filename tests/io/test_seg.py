@@ -47,6 +47,8 @@ def test_binary_seg_on_its_own_grid(fixtures_dir: Path) -> None:
     assert result.date == date(1995, 9, 3)
     assert len(result.referenced_sop_instance_uids) == 4
     assert mask.grid.spacing_mm == pytest.approx((1.25, 0.488281, 0.488281))
+    item = pydicom.dcmread(path, stop_before_pixels=True).SegmentSequence[0]
+    assert result.segment_identities == ((item.SegmentLabel, item.TrackingUID),)
 
 
 def test_binary_seg_on_the_ct_grid(fixtures_dir: Path, ct2_grid: Grid) -> None:

@@ -44,6 +44,8 @@ class SegResult:
     referenced_series_uid: str | None
     date: date | None
     referenced_sop_instance_uids: tuple[str, ...] = ()
+    # per mask, in order: (SegmentLabel, TrackingUID or None), the identity tracking uses
+    segment_identities: tuple[tuple[str, str | None], ...] = ()
 
     def __post_init__(self) -> None:
         ids = [m.lesion_id for m in self.masks]
@@ -107,7 +109,7 @@ def read_seg(
     kind = str(seg.SegmentationType).upper()
     maximum = float(seg.get("MaximumFractionalValue", 1) or 1)
     masks = []
-    for number, lesion_id in _lesion_ids(seg, path):
+    for number, lesion_id, _ in (ids := _lesion_ids(seg, path)):
         chosen = [n for n, s in enumerate(frames.segments) if s in (number, 0)]
         if kind == "FRACTIONAL":
             planes = [pixels[n] / maximum >= fractional_threshold for n in chosen]
@@ -129,6 +131,7 @@ def read_seg(
         referenced_series_uid=str(refs[0].SeriesInstanceUID) if refs else None,
         date=parse_date(ds.get("StudyDate")) or series_date(ds),
         referenced_sop_instance_uids=sops,
+        segment_identities=tuple(identity for _, _, identity in ids),
     )
 
 
@@ -289,12 +292,13 @@ def _placement(frames: _Frames, plane: tuple[int, ...], grid: Grid) -> NDArray[n
     return places
 
 
-def _lesion_ids(seg: Any, path: Path) -> list[tuple[int, str]]:
-    out: list[tuple[int, str]] = []
+def _lesion_ids(seg: Any, path: Path) -> list[tuple[int, str, tuple[str, str | None]]]:
+    """(SegmentNumber, lesion id, (SegmentLabel, TrackingUID)) of every segment, in order."""
+    out: list[tuple[int, str, tuple[str, str | None]]] = []
     for item in seg.SegmentSequence:
         number = int(item.SegmentNumber)
         name = str(item.get("TrackingID") or item.get("SegmentLabel") or f"segment {number}")
-        if name in {lesion_id for _, lesion_id in out}:
+        if name in {lesion_id for _, lesion_id, _ in out}:
             warnings.warn(
                 f"{path.name}: segment {number} repeats the lesion id {name!r}; "
                 f"read as '{name} [{number}]'",
@@ -302,7 +306,8 @@ def _lesion_ids(seg: Any, path: Path) -> list[tuple[int, str]]:
                 stacklevel=3,
             )
             name = f"{name} [{number}]"
-        out.append((number, name))
+        identity = (str(item.get("SegmentLabel", "")), str(item.get("TrackingUID", "")) or None)
+        out.append((number, name, identity))
     return out
 
 
